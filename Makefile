@@ -1,0 +1,37 @@
+# cdnlake — quick start: `make demo`, then `make test`.
+PYTHON ?= python3
+VENV := .venv
+UV := .tools/bin/uv
+UV_VERSION := 0.13.8
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export SPARK_LOCAL_IP ?= 127.0.0.1
+
+.PHONY: install demo test lint bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+# Installs exactly the versions in uv.lock (fails if the lock is out of date).
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/cdnlake demo
+
+test: install
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy spark_jobs/raw_reader.py spark_jobs/arrow_parse.py spark_jobs/args.py flows/settings.py reporting
+
+bench: install
+	$(VENV)/bin/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .tools data .pytest_cache

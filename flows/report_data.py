@@ -1,0 +1,158 @@
+"""Statistics tables -> ReportData, read with delta-rs (no Spark needed to report).
+
+The hourly and per-minute tables are kept in UTC; the report's 72 hours and day D are in the
+report time zone (whole-hour offsets, checked by settings), so the UTC rows are shifted here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from reporting.model import MEASURES, ReportData, window_dates
+
+
+def table_uri(warehouse: str, table: str) -> str:
+    return warehouse.rstrip("/").replace("s3a://", "s3://", 1) + "/" + table
+
+
+def read_table(warehouse: str, table: str, partitions: list[tuple[str, str, Any]] | None = None) -> pd.DataFrame:
+    """A Delta table (or its matching partitions) as pandas; empty when the table does not exist."""
+    try:
+        delta = DeltaTable(table_uri(warehouse, table))
+    except TableNotFoundError:
+        return pd.DataFrame()
+    return delta.to_pandas(partitions=partitions or None)
+
+
+def utc_range(day: dt.date, tz: str, days: int = 1) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) in naive UTC of `days` local days ending with `day` in zone `tz`."""
+    zone = ZoneInfo(tz)
+    start = dt.datetime.combine(day - dt.timedelta(days=days - 1), dt.time(), zone)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), zone)
+    to_utc = lambda t: t.astimezone(dt.UTC).replace(tzinfo=None)  # noqa: E731
+    return to_utc(start), to_utc(end)
+
+
+def utc_dates(start: dt.datetime, end: dt.datetime) -> list[str]:
+    days = []
+    d = start.date()
+    while dt.datetime.combine(d, dt.time()) < end:
+        days.append(d.isoformat())
+        d += dt.timedelta(days=1)
+    return days
+
+
+def _local_times(frame: pd.DataFrame, tz: str, minute_col: str | None = None) -> pd.Series:
+    """Naive local timestamps for rows keyed by UTC dt + hour (or minute of day)."""
+    offset = pd.to_timedelta(frame[minute_col], unit="min") if minute_col else pd.to_timedelta(frame["hour"], unit="h")
+    utc = pd.to_datetime(frame["dt"]) + offset
+    return utc.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+
+
+def _filter_distros(frame: pd.DataFrame, distributions: list[str] | None) -> pd.DataFrame:
+    if frame.empty or not distributions:
+        return frame
+    return frame[frame["distro"].isin(distributions)]
+
+
+def hourly_window(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
+    """72 rows (D-2 00h .. D 23h local) of all measures, zeros where there was no traffic."""
+    start, end = utc_range(day, tz, days=3)
+    rows = _filter_distros(read_table(warehouse, "stats_hourly", [("dt", "in", utc_dates(start, end))]),
+                           distributions)  # fmt: skip
+    grid = pd.DataFrame(
+        [(d.isoformat(), h) for d in window_dates(day) for h in range(24)], columns=["date", "hour"]
+    )
+    if rows.empty:
+        return grid.assign(**{m: 0 for m in MEASURES}).astype({m: "int64" for m in MEASURES})
+    local = _local_times(rows, tz)
+    rows = rows.assign(date=local.dt.strftime("%Y-%m-%d"), hour=local.dt.hour)
+    sums = rows.groupby(["date", "hour"], as_index=False)[list(MEASURES)].sum()
+    merged = grid.merge(sums, on=["date", "hour"], how="left").fillna(0)
+    return merged.astype({m: "int64" for m in MEASURES})
+
+
+def distro_day(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
+    start, end = utc_range(day, tz)
+    rows = _filter_distros(read_table(warehouse, "stats_hourly", [("dt", "in", utc_dates(start, end))]),
+                           distributions)  # fmt: skip
+    if rows.empty:
+        return pd.DataFrame(columns=["distro", *MEASURES])
+    local = _local_times(rows, tz)
+    rows = rows[local.dt.date == day]
+    return rows.groupby("distro", as_index=False)[list(MEASURES)].sum().astype({m: "int64" for m in MEASURES})
+
+
+def minute_day(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
+    """Bytes per local minute of day D over the selected distributions (1440 rows)."""
+    start, end = utc_range(day, tz)
+    rows = _filter_distros(read_table(warehouse, "stats_minute", [("dt", "in", utc_dates(start, end))]),
+                           distributions)  # fmt: skip
+    grid = pd.DataFrame({"minute": range(1440)})
+    if rows.empty:
+        return grid.assign(bytes=0).astype({"bytes": "int64"})
+    local = _local_times(rows, tz, minute_col="minute")
+    rows = rows[local.dt.date == day].assign(minute=(local.dt.hour * 60 + local.dt.minute))
+    sums = rows.groupby("minute", as_index=False)["bytes"].sum()
+    return grid.merge(sums, on="minute", how="left").fillna(0).astype({"bytes": "int64"})
+
+
+def top_list(warehouse: str, table: str, day: dt.date, tz: str) -> pd.DataFrame:
+    rows = read_table(warehouse, table, [("report_date", "=", day.isoformat())])
+    if rows.empty:
+        return rows
+    return rows[rows["report_tz"] == tz].reset_index(drop=True)
+
+
+def quality(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> dict[str, int]:
+    """Data quality of the UTC dates that make up day D: files, damaged, lines read/loaded/rejected."""
+    start, end = utc_range(day, tz)
+    files = _filter_distros(read_table(warehouse, "ingest_files", [("dt", "in", utc_dates(start, end))]),
+                            distributions)  # fmt: skip
+    if files.empty:
+        return {"files": 0, "damaged_files": 0, "lines_read": 0, "loaded": 0, "rejected": 0}
+    return {
+        "files": int(len(files)),
+        "damaged_files": int(files["damaged"].sum()),
+        "lines_read": int(files["lines_read"].sum()),
+        "loaded": int(files["loaded"].sum()),
+        "rejected": int(files["rejected"].sum()),
+    }
+
+
+def _viewers(frame: pd.DataFrame, dimension: str) -> pd.DataFrame:
+    if frame.empty:
+        return pd.DataFrame(columns=[dimension, "requests"])
+    part = frame[frame["dimension"] == dimension].sort_values(["requests", "value"], ascending=[False, True])
+    return part.rename(columns={"value": dimension})[[dimension, "requests"]].reset_index(drop=True)
+
+
+def build_report_data(
+    warehouse: str, day: dt.date, tz: str, distributions: list[str] | None, generated_at: dt.datetime
+) -> ReportData:
+    hourly = hourly_window(warehouse, day, tz, distributions)
+    per_distro = distro_day(warehouse, day, tz, distributions)
+    viewers = top_list(warehouse, "stats_viewers", day, tz)
+    names = distributions or sorted(per_distro["distro"].unique().tolist())
+    return ReportData(
+        date=day,
+        report_tz=tz,
+        distributions=list(names),
+        generated_at=generated_at,
+        hourly=hourly,
+        minute=minute_day(warehouse, day, tz, distributions),
+        distro_daily=per_distro,
+        top_objects=top_list(warehouse, "stats_top_objects", day, tz),
+        top_referrers=top_list(warehouse, "stats_top_referrers", day, tz),
+        edge_locations=top_list(warehouse, "stats_edge_locations", day, tz),
+        devices=_viewers(viewers, "device_type"),
+        os=_viewers(viewers, "os"),
+        browsers=_viewers(viewers, "browser"),
+        quality=quality(warehouse, day, tz, distributions),
+    )

@@ -1,0 +1,162 @@
+"""The one place cdnlake reads its configuration: defaults < config file < CDNLAKE_* environment.
+
+Secrets (Slack webhook, AWS keys) come only from the environment or Prefect blocks; they are
+masked whenever settings are printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from spark_jobs.args import DISTRO_RE, location
+
+ENV_PREFIX = "CDNLAKE_"
+SECRET_FIELDS = frozenset({"slack_webhook_url"})
+RUNNERS = ("local", "standalone", "kubernetes")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str = "./data/landing"
+    warehouse: str = "./data/warehouse"
+    reports: str = "./data/reports"
+    outbox: str = "./data/outbox"
+    spark_master: str = "local[*]"
+    spark_runner: str = "local"
+    spark_driver_memory: str = "4g"
+    report_tz: str = "UTC"
+    schedule_tz: str = "Asia/Taipei"
+    environment: str = "development"
+    distributions: tuple[str, ...] = ()
+    # E-mail: SES when ses_enabled, else .eml files in the outbox.
+    ses_enabled: bool = False
+    aws_region: str = "us-east-1"
+    email_sender: str = "cdnlake@example.com"
+    email_to: tuple[str, ...] = ("ops@example.com",)
+    email_cc: tuple[str, ...] = ()
+    email_bcc: tuple[str, ...] = ()
+    email_template: str = ""  # path to a body template file; empty = built-in Japanese text
+    # Notifications: console always; Slack when a webhook is set; SMS on failure when a topic is set.
+    slack_webhook_url: str = ""
+    sns_topic_arn: str = ""
+    # Conditional execution: what to do when the raw files look wrong.
+    on_anomaly: str = "stop"  # stop | continue
+    min_volume_ratio: float = 0.2  # below this share of the recent average the volume is an anomaly
+    # Kubernetes runner
+    k8s_namespace: str = "cdnlake"
+    k8s_image: str = "cdnlake:latest"
+    k8s_service_account: str = "cdnlake-spark"
+    k8s_executor_instances: int = 2
+    k8s_timeout_s: int = 3600
+    # Privacy at ingest
+    anonymize_ip: str = "none"  # none | truncate | hash
+    config_file: str = ""
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings for display: secrets replaced by a marker that says whether set."""
+        values = dataclasses.asdict(self)
+        for key in SECRET_FIELDS:
+            values[key] = "***set***" if values[key] else ""
+        return values
+
+    @property
+    def email_recipients_note(self) -> str:
+        return f"to={','.join(self.email_to)} cc={','.join(self.email_cc)} bcc={len(self.email_bcc)}"
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    """Convert a config/env value to the field's type, naming the key when it does not fit."""
+    key = ENV_PREFIX + name.upper()
+    try:
+        if kind in (bool, "bool"):
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError("expected true or false")
+            return lowered in ("1", "true", "yes", "on")
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in ("tuple[str, ...]",):
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc} (got {raw!r})") from None
+
+
+def _validate(s: Settings) -> None:
+    for key in ("source", "warehouse", "reports", "outbox"):
+        try:
+            location(getattr(s, key))
+        except Exception as exc:  # argparse.ArgumentTypeError
+            raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from None
+    for key in ("report_tz", "schedule_tz"):
+        try:
+            zone = ZoneInfo(getattr(s, key))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{ENV_PREFIX}{key.upper()}: unknown time zone {getattr(s, key)!r}") from None
+        offset = dt.datetime(2024, 1, 1, tzinfo=zone).utcoffset() or dt.timedelta()
+        if key == "report_tz" and offset.total_seconds() % 3600:
+            raise ConfigError(f"{ENV_PREFIX}REPORT_TZ: only whole-hour UTC offsets are supported")
+    if s.spark_runner not in RUNNERS:
+        raise ConfigError(f"{ENV_PREFIX}SPARK_RUNNER: one of {', '.join(RUNNERS)} (got {s.spark_runner!r})")
+    if s.on_anomaly not in ("stop", "continue"):
+        raise ConfigError(f"{ENV_PREFIX}ON_ANOMALY: stop or continue (got {s.on_anomaly!r})")
+    if s.anonymize_ip not in ("none", "truncate", "hash"):
+        raise ConfigError(f"{ENV_PREFIX}ANONYMIZE_IP: none, truncate or hash (got {s.anonymize_ip!r})")
+    for d in s.distributions:
+        if not DISTRO_RE.match(d):
+            raise ConfigError(f"{ENV_PREFIX}DISTRIBUTIONS: not a distribution id: {d!r}")
+    if s.slack_webhook_url and not s.slack_webhook_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigError(f"{ENV_PREFIX}SLACK_WEBHOOK_URL: must be an https URL")
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults, then the TOML file named by CDNLAKE_CONFIG, then CDNLAKE_* variables, then overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_file = env.get(ENV_PREFIX + "CONFIG", "")
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"{ENV_PREFIX}CONFIG: file not found: {config_file}")
+        with path.open("rb") as handle:
+            try:
+                data = tomllib.load(handle)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{ENV_PREFIX}CONFIG: {config_file}: {exc}") from None
+        values.update(data.get("cdnlake", data))
+        values["config_file"] = config_file
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown setting(s): {', '.join(unknown)}")
+    for name in known:
+        key = ENV_PREFIX + name.upper()
+        if key in env and name != "config_file":
+            values[name] = env[key]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    typed = {name: _coerce(name, raw, known[name].type) for name, raw in values.items()}
+    if "distributions" in typed:
+        typed["distributions"] = tuple(d.lower() for d in typed["distributions"])
+    settings = Settings(**typed)
+    _validate(settings)
+    return settings
+
+
+__all__ = ["ConfigError", "Settings", "load_settings"]

@@ -1,0 +1,197 @@
+"""Ingest one UTC date of raw CloudFront logs into cdn_logs, cdn_logs_rejects and ingest_files."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs import args as job_args
+from spark_jobs.raw_reader import read_binary_batches
+from spark_jobs.schema import (
+    CDN_LOGS_SCHEMA,
+    INGEST_FILES_SCHEMA,
+    PARSED_SCHEMA,
+    REJECTS_SCHEMA,
+)
+from spark_jobs.storage import RawFile, list_raw_files, table_path
+from spark_jobs.useragent import agent_table, with_user_agent_details
+
+# Files are read whole by Python workers: a few per Arrow batch keeps worker memory bounded.
+_FILES_PER_ARROW_BATCH = "4"
+
+
+def read_raw_lines(spark: SparkSession, files: list[RawFile]) -> DataFrame:
+    """One typed row per data line (plus one marker row per file) of the given raw files."""
+    binary = spark.read.format("binaryFile").load([f.path for f in files])
+    return binary.mapInArrow(read_binary_batches, PARSED_SCHEMA)
+
+
+def with_duplicate_files(parsed: DataFrame, duplicates: dict[str, str]) -> DataFrame:
+    """Reject every line of a file whose bytes equal an earlier file's (same delivery twice)."""
+    if not duplicates:
+        return parsed
+    mapping = F.create_map(*[F.lit(x) for pair in duplicates.items() for x in pair])
+    original = F.element_at(mapping, F.col("source_file"))
+    reason = F.when(
+        F.col("line_no").isNotNull() & original.isNotNull(),
+        F.coalesce("reason", F.concat(F.lit("duplicate file: same bytes as "), original)),
+    ).otherwise(F.col("reason"))
+    return parsed.withColumn("reason", reason)
+
+
+def find_duplicates(markers: list[Any]) -> dict[str, str]:
+    """{duplicate path: first path} for files with identical content (by sha256)."""
+    first: dict[str, str] = {}
+    duplicates: dict[str, str] = {}
+    for row in sorted(markers, key=lambda r: r["source_file"]):
+        digest = row["value"]
+        if digest in first:
+            duplicates[row["source_file"]] = first[digest]
+        else:
+            first[digest] = row["source_file"]
+    return duplicates
+
+
+def rejects_frame(staged: DataFrame, run_id: str) -> DataFrame:
+    """Rejected lines and damaged-file markers (line_no NULL) with their reason."""
+    rejected = staged.filter(F.col("reason").isNotNull())
+    return rejected.select(
+        "source_file",
+        "line_no",
+        F.col("value").alias("raw_line"),
+        "reason",
+        F.lit(run_id).alias("ingest_run"),
+        "distro",
+        "dt",
+    )
+
+
+def unread_reason(f: RawFile) -> str:
+    # Spark's file sources skip zero-length files, so they never reach the reader.
+    return "zero-byte file (not gzip)" if f.size == 0 else "file was not read"
+
+
+def unread_files_frame(spark: SparkSession, files: list[RawFile], seen: set[str], run_id: str) -> DataFrame:
+    """Reject rows for listed files that produced no marker row, so none goes unrecorded."""
+    rows = [(f.path, None, None, unread_reason(f), run_id, f.distro, f.date) for f in files if f.path not in seen]
+    return spark.createDataFrame(rows, REJECTS_SCHEMA)
+
+
+def ingest_files_rows(
+    files: list[RawFile], counts: dict[str, Any], markers: dict[str, Any], duplicates: dict[str, str],
+    run_id: str,
+) -> list[tuple[Any, ...]]:  # fmt: skip
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = []
+    for f in files:
+        c = counts.get(f.path)
+        lines, rejected = (int(c["lines_read"]), int(c["rejected"])) if c else (0, 0)
+        damage = markers[f.path]["reason"] if f.path in markers else unread_reason(f)
+        modified = dt.datetime.fromtimestamp(f.modified_ms / 1000, dt.UTC).replace(tzinfo=None)
+        rows.append(
+            (f.path, f.path.rsplit("/", 1)[-1], f.size, modified, lines, lines - rejected, rejected,
+             damage is not None, duplicates.get(f.path), run_id, now, f.distro, f.date)
+        )  # fmt: skip
+    return rows
+
+
+def write_partitions(df: DataFrame, path: str, predicate: str) -> None:
+    """Replace exactly the partitions matching `predicate` (re-running a date never duplicates)."""
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", predicate)
+        .partitionBy("distro", "dt")
+        .save(path)
+    )
+
+
+def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+    """Ingest args.date; returns per-distribution accounting (lines read = loaded + rejected)."""
+    started = time.monotonic()
+    date: dt.date = args.date
+    run_id = args.run_id or uuid.uuid4().hex[:12]
+    wanted = set(args.distributions) if args.distributions else None
+    files = list_raw_files(spark, args.source, {date}, wanted)
+    result: dict[str, Any] = {"date": date.isoformat(), "run_id": run_id, "files": len(files)}
+    if not files:
+        # Nothing to load: leave the tables as they are rather than wiping the date.
+        return result | {"lines_read": 0, "loaded": 0, "rejected": 0, "per_distro": {}}
+    predicate = job_args.partition_predicate(date, sorted({f.distro for f in files}) if wanted else None)
+
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", _FILES_PER_ARROW_BATCH)
+    staged = read_raw_lines(spark, files).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        markers = staged.filter(F.col("line_no").isNull()).select("source_file", "value", "reason").collect()
+        duplicates = find_duplicates(markers)
+        staged_lines = with_duplicate_files(staged, duplicates)
+        # The marker's `value` is the file digest, not a line: keep only its reason in rejects.
+        staged_lines = staged_lines.withColumn(
+            "value", F.when(F.col("line_no").isNotNull(), F.col("value"))
+        )
+        loaded = staged_lines.filter(F.col("line_no").isNotNull() & F.col("reason").isNull())
+        agents = [r[0] for r in loaded.select("cs_user_agent").distinct().collect()]
+        enriched = with_user_agent_details(loaded, agent_table(spark, agents))
+        logs = enriched.select(*CDN_LOGS_SCHEMA.fieldNames())
+        write_partitions(logs, table_path(args.warehouse, "cdn_logs"), predicate)
+        rejects = rejects_frame(staged_lines, run_id).unionByName(
+            unread_files_frame(spark, files, {m["source_file"] for m in markers}, run_id)
+        )
+        write_partitions(rejects, table_path(args.warehouse, "cdn_logs_rejects"), predicate)
+        counts = {
+            r["source_file"]: r
+            for r in staged_lines.filter(F.col("line_no").isNotNull())
+            .groupBy("source_file")
+            .agg(
+                F.count("*").alias("lines_read"),
+                F.count(F.when(F.col("reason").isNotNull(), 1)).alias("rejected"),
+            )
+            .collect()
+        }
+    finally:
+        staged.unpersist()
+    marker_map = {m["source_file"]: m for m in markers}
+    rows = ingest_files_rows(files, counts, marker_map, duplicates, run_id)
+    files_df = spark.createDataFrame(rows, INGEST_FILES_SCHEMA)
+    write_partitions(files_df, table_path(args.warehouse, "ingest_files"), predicate)
+    return result | summarise(rows) | {"seconds": round(time.monotonic() - started, 2)}
+
+
+def summarise(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """Totals and per-distribution accounting from ingest_files rows."""
+    names = INGEST_FILES_SCHEMA.fieldNames()
+    per: dict[str, dict[str, int]] = {}
+    totals = {"lines_read": 0, "loaded": 0, "rejected": 0, "damaged_files": 0, "duplicate_files": 0}
+    for row in rows:
+        r = dict(zip(names, row, strict=True))
+        d = per.setdefault(r["distro"], {"files": 0, "lines_read": 0, "loaded": 0, "rejected": 0})
+        d["files"] += 1
+        for key in ("lines_read", "loaded", "rejected"):
+            d[key] += r[key]
+            totals[key] += r[key]
+        totals["damaged_files"] += int(r["damaged"])
+        totals["duplicate_files"] += int(r["duplicate_of"] is not None)
+    return totals | {"per_distro": per}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__)
+    job_args.add_common(parser, warehouse=True, source=True)
+    parser.add_argument("--run-id", default=None, help="identifier stored with every row")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    job_args.run_main(build_parser(), run, argv)
+
+
+if __name__ == "__main__":
+    main()

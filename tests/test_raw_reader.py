@@ -1,0 +1,108 @@
+"""The file reader and Arrow parser on hand-made inputs (no Spark)."""
+
+from __future__ import annotations
+
+import gzip
+
+import pyarrow as pa
+
+from spark_jobs.arrow_parse import percent_decode
+from spark_jobs.raw_reader import file_batch, gunzip, parse_file_name, read_lines
+from spark_jobs.schema import LOG_FIELDS
+
+HEADER_33 = "#Fields: " + " ".join(LOG_FIELDS)
+
+
+def _line(**values: str) -> str:
+    row = {name: "-" for name in LOG_FIELDS}
+    row.update({"date": "2024-05-01", "time": "13:37:00", "sc-bytes": "100", "sc-status": "200"})
+    row.update({k.replace("_", "-"): v for k, v in values.items()})
+    return "\t".join(row[name] for name in LOG_FIELDS)
+
+
+def test_parse_file_name() -> None:
+    assert parse_file_name("s3://b/x/E2ABC.2024-05-01-13.a1b2c3.gz") == ("e2abc", "2024-05-01", 13)
+    assert parse_file_name("/tmp/E2ABC.2024-05-01.gz") is None
+    assert parse_file_name("/tmp/notes.txt") is None
+
+
+def test_gunzip_truncated_keeps_lines_before_damage() -> None:
+    body = "".join(f"line {i}\n" for i in range(5000)).encode()
+    damaged = gzip.compress(body)[:-2000]
+    data, error = gunzip(damaged)
+    assert error is not None and "truncated" in error
+    assert 0 < len(data) < len(body) and body.startswith(data)
+
+
+def test_gunzip_not_gzip_and_zero_bytes_and_concatenated() -> None:
+    assert gunzip(b"") == (b"", "zero-byte file (not gzip)")
+    assert gunzip(b"hello")[1] == "not a gzip file (bad magic bytes)"
+    assert gunzip(gzip.compress(b"a\n") + gzip.compress(b"b\n")) == (b"a\nb\n", None)
+
+
+def test_repeated_header_and_reordered_fields() -> None:
+    # A second header mid-file declares a different order; its lines are mapped by name.
+    reordered = "#Fields: time date sc-status sc-bytes"
+    text = "\n".join(["#Version: 1.0", HEADER_33, _line(), reordered, "13:38:00\t2024-05-01\t404\t7", ""])
+    parsed = read_lines(gzip.compress(text.encode()))
+    assert parsed.line_numbers == [3, 5]
+    assert parsed.reasons == [None, None]
+    second = parsed.lines[1].split("\t")
+    assert second[0] == "2024-05-01" and second[1] == "13:38:00" and second[3] == "7" and second[8] == "404"
+
+
+def test_invalid_utf8_is_rejected_with_bytes_kept() -> None:
+    raw = (HEADER_33 + "\n").encode() + _line(cs_uri_stem="/a\xffb").encode("latin-1") + b"\n"
+    parsed = read_lines(gzip.compress(raw))
+    assert parsed.reasons == ["invalid UTF-8 bytes"]
+    assert "\\xff" in parsed.lines[0]
+
+
+def test_percent_decode_once_and_twice() -> None:
+    assert percent_decode("Mozilla/5.0%20(X11)") == "Mozilla/5.0 (X11)"
+    assert percent_decode("Mozilla/5.0%2520(X11)") == "Mozilla/5.0 (X11)"
+    # `+` is data, not a space; a single-encoded `%2541` stays `%41` after the one decode.
+    assert percent_decode("a%2520+b") == "a +b"
+    assert percent_decode("100%25%20off") == "100% off"
+    assert percent_decode("bad%zzescape") == "bad%zzescape"
+
+
+def _batch(lines: list[str], header: str = HEADER_33) -> pa.RecordBatch:
+    text = "\n".join([header, *lines, ""])
+    return file_batch("/l/EX.2024-05-01-13.u.gz", gzip.compress(text.encode()))
+
+
+def test_typed_columns_and_reasons() -> None:
+    lines = [
+        _line(sc_status="000", sc_bytes="5"),
+        _line(sc_bytes="-12"),
+        _line(sc_bytes="12x"),
+        _line(time="25:61:00"),
+        _line(date="2024-05-02"),
+        _line() + "\t",  # one extra empty field: accepted
+        _line() + "\tjunk",  # one extra non-empty field: rejected
+        "\t".join(["2024-05-01"] * 10),
+        "\t".join(["2024-05-01"] * 40),
+    ]
+    rows = _batch(lines).to_pylist()
+    marker, data = rows[0], rows[1:]
+    assert marker["line_no"] is None and marker["reason"] is None and len(marker["value"]) == 64
+    assert data[0]["reason"] is None and data[0]["sc_status"] == 0 and data[0]["status_class"] is None
+    assert data[1]["reason"] == "negative sc-bytes: '-12'"
+    assert data[2]["reason"] == "non-numeric sc-bytes: '12x'"
+    assert data[3]["reason"] == "unparseable date/time"
+    assert data[4]["reason"] == "date differs from the file name's date 2024-05-01: '2024-05-02'"
+    assert data[5]["reason"] is None and data[5]["hour"] == 13 and data[5]["sc_bytes"] == 100
+    assert data[6]["reason"] == "column count check: header declares 33 fields, line has 34"
+    assert data[7]["reason"] == "column count check: header declares 33 fields, line has 10"
+    assert data[8]["reason"] == "column count check: header declares 33 fields, line has 40"
+    # Raw text is kept for rejected lines only.
+    assert data[0]["value"] is None and data[6]["value"].endswith("\tjunk")
+
+
+def test_short_header_leaves_undeclared_fields_null() -> None:
+    header = "#Fields: " + " ".join(LOG_FIELDS[:18])
+    line = "\t".join(_line().split("\t")[:18])
+    row = _batch([line], header).to_pylist()[1]
+    assert row["reason"] is None
+    assert row["time_taken"] is None and row["ssl_protocol"] is None and row["sc_range_end"] is None
