@@ -91,7 +91,9 @@ def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] 
 def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] | None) -> list[dt.date]:
     """D always; D-1 and D-2 too when they have raw files but nothing in the warehouse yet."""
     earlier = [date - dt.timedelta(days=i) for i in range(REPORT_WINDOW_DAYS - 1, 0, -1)]
-    loaded = report_data.read_table(settings.warehouse, "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])])
+    loaded = report_data.read_table(
+        settings.warehouse, "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])]
+    )
     done = set(loaded["dt"]) if not loaded.empty else set()
     missing = [d for d in earlier if d.isoformat() not in done]
     wanted = set(distributions) if distributions else None
@@ -100,7 +102,10 @@ def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] 
 
 
 def ingest_date(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-    return runner_for(settings).run_job("ingest", _job_args(settings, date, distributions, source=True))
+    args = _job_args(settings, date, distributions, source=True) + ["--anonymize-ip", settings.anonymize_ip]
+    if settings.keep_cookies:
+        args.append("--keep-cookies")
+    return runner_for(settings).run_job("ingest", args)
 
 
 def format_ingest(result: dict[str, Any]) -> str:
@@ -116,7 +121,9 @@ def compact(settings: Settings, date: dt.date, distributions: list[str] | None) 
     return runner_for(settings).run_job("compact", _job_args(settings, date, distributions))
 
 
-def aggregate(settings: Settings, date: dt.date, distributions: list[str] | None, dates: list[dt.date]) -> dict[str, Any]:
+def aggregate(
+    settings: Settings, date: dt.date, distributions: list[str] | None, dates: list[dt.date]
+) -> dict[str, Any]:
     args = _job_args(settings, date, distributions) + ["--report-tz", settings.report_tz]
     if dates:
         args += ["--dates", ",".join(d.isoformat() for d in dates)]
@@ -175,6 +182,8 @@ def send_email(settings: Settings, date: dt.date, distributions: list[str] | Non
     return {"sent": result.sent, "message_id": result.message_id, "detail": result.detail, "via": sender.kind}
 
 
-def report_and_email(settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool) -> dict[str, Any]:
+def report_and_email(
+    settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool
+) -> dict[str, Any]:
     report = build_report(settings, date, distributions)
     return {"report": report["paths"], "email": send_email(settings, date, distributions, resend)}

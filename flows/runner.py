@@ -73,5 +73,7 @@ def runner_for(settings: Settings) -> SparkRunner:
         raise ValueError(f"CDNLAKE_SPARK_MASTER must be spark://host:port for standalone, got {master!r}")
     key = (settings.spark_runner, master)
     if key not in _RUNNERS:
-        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory)
+        # The hash key travels as Spark conf; Spark redacts "secret" keys in its UI and logs.
+        extra = {"spark.cdnlake.ip.hash.secret": settings.ip_hash_key} if settings.ip_hash_key else {}
+        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, extra)
     return _RUNNERS[key]

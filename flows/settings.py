@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from spark_jobs.args import DISTRO_RE, location
 
 ENV_PREFIX = "CDNLAKE_"
-SECRET_FIELDS = frozenset({"slack_webhook_url"})
+SECRET_FIELDS = frozenset({"slack_webhook_url", "ip_hash_key"})
 RUNNERS = ("local", "standalone", "kubernetes")
 
 
@@ -60,8 +60,11 @@ class Settings:
     k8s_service_account: str = "cdnlake-spark"
     k8s_executor_instances: int = 2
     k8s_timeout_s: int = 3600
-    # Privacy at ingest
-    anonymize_ip: str = "none"  # none | truncate | hash
+    # Privacy at ingest: client IPs truncated to /24 (IPv4) and /48 (IPv6) by default; `hash`
+    # replaces them with an HMAC keyed by ip_hash_key; cookies are dropped unless keep_cookies.
+    anonymize_ip: str = "truncate"  # none | truncate | hash
+    ip_hash_key: str = ""
+    keep_cookies: bool = False
     config_file: str = ""
 
     def masked(self) -> dict[str, Any]:
@@ -119,6 +122,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{ENV_PREFIX}ON_ANOMALY: stop or continue (got {s.on_anomaly!r})")
     if s.anonymize_ip not in ("none", "truncate", "hash"):
         raise ConfigError(f"{ENV_PREFIX}ANONYMIZE_IP: none, truncate or hash (got {s.anonymize_ip!r})")
+    if s.anonymize_ip == "hash" and not s.ip_hash_key:
+        raise ConfigError(f"{ENV_PREFIX}IP_HASH_KEY: required when {ENV_PREFIX}ANONYMIZE_IP=hash")
     for d in s.distributions:
         if not DISTRO_RE.match(d):
             raise ConfigError(f"{ENV_PREFIX}DISTRIBUTIONS: not a distribution id: {d!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs.privacy import IP_MODES, PrivacyOptions
 from spark_jobs.raw_reader import read_binary_batches
 from spark_jobs.schema import (
     CDN_LOGS_SCHEMA,
@@ -28,10 +30,18 @@ from spark_jobs.useragent import agent_table, with_user_agent_details
 _FILES_PER_ARROW_BATCH = "4"
 
 
-def read_raw_lines(spark: SparkSession, files: list[RawFile]) -> DataFrame:
+HASH_KEY_CONF = "spark.cdnlake.ip.hash.secret"  # "secret" in the name: Spark redacts it in UI and logs
+
+
+def privacy_options(spark: SparkSession, args: argparse.Namespace) -> PrivacyOptions:
+    key = spark.conf.get(HASH_KEY_CONF, "") or ""
+    return PrivacyOptions(ip_mode=args.anonymize_ip, hash_key=key.encode(), keep_cookies=args.keep_cookies)
+
+
+def read_raw_lines(spark: SparkSession, files: list[RawFile], privacy: PrivacyOptions) -> DataFrame:
     """One typed row per data line (plus one marker row per file) of the given raw files."""
     binary = spark.read.format("binaryFile").load([f.path for f in files])
-    return binary.mapInArrow(read_binary_batches, PARSED_SCHEMA)
+    return binary.mapInArrow(functools.partial(read_binary_batches, privacy=privacy), PARSED_SCHEMA)
 
 
 def with_duplicate_files(parsed: DataFrame, duplicates: dict[str, str]) -> DataFrame:
@@ -128,7 +138,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     predicate = job_args.partition_predicate(date, sorted({f.distro for f in files}) if wanted else None)
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", _FILES_PER_ARROW_BATCH)
-    staged = read_raw_lines(spark, files).persist(StorageLevel.MEMORY_AND_DISK)
+    staged = read_raw_lines(spark, files, privacy_options(spark, args)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         markers = staged.filter(F.col("line_no").isNull()).select("source_file", "value", "reason").collect()
         duplicates = find_duplicates(markers)
@@ -186,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     job_args.add_common(parser, warehouse=True, source=True)
     parser.add_argument("--run-id", default=None, help="identifier stored with every row")
+    parser.add_argument("--anonymize-ip", choices=IP_MODES, default="truncate",
+                        help="client IPs: truncate (IPv4 /24, IPv6 /48, default), hash (keyed), none")
+    parser.add_argument("--keep-cookies", action="store_true", help="store cs(Cookie) (dropped by default)")
     return parser
 
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spark_jobs.arrow_parse import parse_file_lines
+from spark_jobs.privacy import PrivacyOptions, apply_privacy
 from spark_jobs.schema import LOG_FIELDS, N_FIELDS, PARSED_SCHEMA
 
 try:  # ISA-L is a drop-in, much faster zlib; fall back to the standard library.
@@ -27,6 +28,8 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
 FILE_NAME_RE = re.compile(
     r"^(?P<distro>[A-Za-z0-9]{1,64})\.(?P<date>\d{4}-\d{2}-\d{2})-(?P<hour>\d{2})\.(?P<unique>[^/]+)\.gz$"
 )
+# Tests and tools that read files directly keep values as they are; the ingest job passes its own.
+NO_PRIVACY = PrivacyOptions(ip_mode="none", keep_cookies=True)
 FIELD_INDEX = {name: i for i, name in enumerate(LOG_FIELDS)}
 
 
@@ -154,12 +157,13 @@ def read_lines(content: bytes) -> FileLines:
     return result
 
 
-def file_batch(path: str, content: bytes) -> pa.RecordBatch:
+def file_batch(path: str, content: bytes, privacy: PrivacyOptions = NO_PRIVACY) -> pa.RecordBatch:
     """PARSED_SCHEMA rows for one file: a marker row (line_no NULL, value = sha256, reason =
     damage) followed by every data line, typed, with its reject reason."""
     distro, date, _hour = parse_file_name(path) or ("unknown", "0000-00-00", -1)
     parsed = read_lines(content)
     columns = parse_file_lines(parsed.lines, parsed.n_fields, parsed.reasons, date)
+    apply_privacy(columns, privacy)
     rejected = pc.is_valid(columns["reason"])
     line_values = pc.if_else(rejected, pa.array(parsed.lines, pa.string()), pa.scalar(None, pa.string()))
     n = len(parsed.lines)
@@ -181,10 +185,12 @@ def file_batch(path: str, content: bytes) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=PARSED_SCHEMA.fieldNames())
 
 
-def read_binary_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def read_binary_batches(
+    batches: Iterator[pa.RecordBatch], privacy: PrivacyOptions = NO_PRIVACY
+) -> Iterator[pa.RecordBatch]:
     """mapInArrow function over Spark's binaryFile rows (path, modificationTime, length, content)."""
     for batch in batches:
         paths = batch.column("path").to_pylist()
         contents = batch.column("content")
         for i, path in enumerate(paths):
-            yield file_batch(path, contents[i].as_py() or b"")
+            yield file_batch(path, contents[i].as_py() or b"", privacy)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 import pyspark
 from pyspark.sql import SparkSession
@@ -60,6 +63,32 @@ def check_java() -> int:
     return major
 
 
+def _jar_list_file(packages: list[str]) -> Path:
+    digest = hashlib.sha256(",".join(packages).encode()).hexdigest()[:16]
+    return Path.home() / ".ivy2.5.2" / f"cdnlake-jars-{digest}.txt"
+
+
+def cached_jars(packages: list[str]) -> str | None:
+    """Local jar paths resolved by an earlier session, if all still exist.
+
+    Resolving `spark.jars.packages` through Ivy costs 10-20 s on every start even with a warm
+    cache; handing Spark the already-resolved files skips it.
+    """
+    listing = _jar_list_file(packages)
+    if not listing.is_file():
+        return None
+    jars = listing.read_text().strip()
+    paths = [j.removeprefix("file://") for j in jars.split(",") if j]
+    return jars if paths and all(os.path.isfile(p) for p in paths) else None
+
+
+def remember_jars(spark: SparkSession, packages: list[str]) -> None:
+    jars = spark.sparkContext.getConf().get("spark.jars", "")
+    if jars and all(j.startswith("file:") for j in jars.split(",")):
+        with contextlib.suppress(OSError):
+            _jar_list_file(packages).write_text(jars)
+
+
 def base_conf(master: str | None, shuffle_partitions: int = 8) -> dict[str, str]:
     """Settings every cdnlake session uses; callers may override any of them."""
     conf = {
@@ -107,8 +136,15 @@ def build_session(
     builder = SparkSession.builder.appName(app_name)
     conf = base_conf(master)
     conf.update(extra_conf or {})
+    packages = conf["spark.jars.packages"].split(",")
+    jars = cached_jars(packages) if master and master.startswith("local") else None
+    if jars:
+        del conf["spark.jars.packages"]
+        conf["spark.jars"] = jars
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if not jars:
+        remember_jars(spark, packages)
     spark.sparkContext.setLogLevel("WARN")
     return spark

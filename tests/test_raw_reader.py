@@ -8,16 +8,19 @@ import pyarrow as pa
 
 from spark_jobs.arrow_parse import percent_decode
 from spark_jobs.raw_reader import file_batch, gunzip, parse_file_name, read_lines
-from spark_jobs.schema import LOG_FIELDS
+from spark_jobs.schema import LOG_FIELDS, snake
 
 HEADER_33 = "#Fields: " + " ".join(LOG_FIELDS)
 
 
 def _line(**values: str) -> str:
-    row = {name: "-" for name in LOG_FIELDS}
-    row.update({"date": "2024-05-01", "time": "13:37:00", "sc-bytes": "100", "sc-status": "200"})
-    row.update({k.replace("_", "-"): v for k, v in values.items()})
-    return "\t".join(row[name] for name in LOG_FIELDS)
+    """A 33-field line; keyword names are the snake_case column names (cs_cookie, sc_bytes...)."""
+    row = {snake(name): "-" for name in LOG_FIELDS}
+    row.update({"date": "2024-05-01", "time": "13:37:00", "sc_bytes": "100", "sc_status": "200"})
+    unknown = set(values) - set(row)
+    assert not unknown, unknown
+    row.update(values)
+    return "\t".join(row[snake(name)] for name in LOG_FIELDS)
 
 
 def test_parse_file_name() -> None:
@@ -106,3 +109,21 @@ def test_short_header_leaves_undeclared_fields_null() -> None:
     row = _batch([line], header).to_pylist()[1]
     assert row["reason"] is None
     assert row["time_taken"] is None and row["ssl_protocol"] is None and row["sc_range_end"] is None
+
+
+def test_privacy_truncate_hash_and_cookies() -> None:
+    from spark_jobs.privacy import PrivacyOptions
+
+    lines = [_line(c_ip="203.0.113.77", x_forwarded_for="198.51.100.9,%20192.0.2.1", cs_cookie="sid=abc"),
+             _line(c_ip="2001:db8:85a3:8d3:1319:8a2e:370:7348"), _line(c_ip="2001:db8::1")]  # fmt: skip
+    text = gzip.compress("\n".join([HEADER_33, *lines, ""]).encode())
+    rows = file_batch("/l/EX.2024-05-01-13.u.gz", text, PrivacyOptions()).to_pylist()[1:]
+    assert [r["c_ip"] for r in rows] == ["203.0.113.0", "2001:db8:85a3::", "2001:db8::"]
+    assert rows[0]["x_forwarded_for"] == "198.51.100.0,%20192.0.2.0"
+    assert rows[0]["cs_cookie"] is None
+    hashed = file_batch("/l/EX.2024-05-01-13.u.gz", text, PrivacyOptions("hash", b"k", True)).to_pylist()[1:]
+    import hashlib
+    import hmac
+
+    assert hashed[0]["c_ip"] == hmac.new(b"k", b"203.0.113.77", hashlib.sha256).hexdigest()[:32]
+    assert hashed[0]["cs_cookie"] == "sid=abc"

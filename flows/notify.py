@@ -1,0 +1,209 @@
+"""Progress notifications: console, Slack incoming webhook, SMS (SNS) on failures.
+
+One line per event, in the format the operations team knew from the original system::
+
+    [2026-11-26 00:30:56] BEGIN cdn-daily 2024-05-01 (distributions: all)
+    [2026-11-26 00:30:56] running: ingest (2/7)
+    [2026-11-26 00:41:12] COMPLETE cdn-daily 2024-05-01 in 10m 16s (requests: 304,250,112, ...)
+    [2026-11-26 00:35:02] FAILED cdn-daily 2024-05-01 at reconcile (5/7): ReconciliationError: ...
+
+Timestamps are UTC: the original ran at 08:30 Taipei and its lines read 00:30.
+A notifier must never break the pipeline: `FanoutNotifier` logs a failing channel and carries on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TextIO
+
+from flows.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["begin", "running", "warning", "complete", "failed"]
+_SMS_LIMIT = 1400  # SNS SMS messages are cut at 1,600 bytes; keep room for multi-byte text
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Something worth telling the operators; `format_message` renders it."""
+
+    kind: EventKind
+    flow: str
+    date: str
+    at: dt.datetime = field(default_factory=utc_now)
+    stage: str | None = None
+    step: int | None = None
+    total: int | None = None
+    distributions: tuple[str, ...] = ()
+    detail: str | None = None  # warning text, or "Type: message" of a failure
+    run_url: str | None = None
+    duration_s: float | None = None
+    totals: dict[str, Any] | None = None  # requests, gb, peak (text)
+
+
+def format_duration(seconds: float) -> str:
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _stamp(at: dt.datetime) -> str:
+    aware = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+    return aware.astimezone(dt.UTC).strftime("[%Y-%m-%d %H:%M:%S]")
+
+
+def _position(event: ProgressEvent) -> str:
+    return f" ({event.step}/{event.total})" if event.step and event.total else ""
+
+
+def _totals_text(totals: dict[str, Any]) -> str:
+    parts = []
+    if "requests" in totals:
+        parts.append(f"requests: {int(totals['requests']):,}")
+    if "gb" in totals:
+        parts.append(f"bytes: {float(totals['gb']):,.2f} GB")
+    if totals.get("peak"):
+        parts.append(f"peak: {totals['peak']}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def format_message(event: ProgressEvent) -> str:
+    """The one-line text of an event (identical on every channel)."""
+    head = f"{_stamp(event.at)} "
+    title = f"{event.flow} {event.date}"
+    if event.kind == "begin":
+        scope = ",".join(event.distributions) if event.distributions else "all"
+        return f"{head}BEGIN {title} (distributions: {scope})"
+    if event.kind == "running":
+        return f"{head}running: {event.stage}{_position(event)}"
+    if event.kind == "warning":
+        return f"{head}WARNING {title}: {event.detail}"
+    if event.kind == "complete":
+        took = f" in {format_duration(event.duration_s)}" if event.duration_s is not None else ""
+        return f"{head}COMPLETE {title}{took}{_totals_text(event.totals or {})}"
+    where = f" at {event.stage}{_position(event)}" if event.stage else ""
+    run = f" (run: {event.run_url})" if event.run_url else ""
+    return f"{head}FAILED {title}{where}: {event.detail}{run}"
+
+
+class Notifier(Protocol):
+    def send(self, event: ProgressEvent) -> None: ...
+
+
+class NotificationError(RuntimeError):
+    """A channel could not deliver; the message never contains the webhook URL (it is a secret)."""
+
+
+class ConsoleNotifier:
+    """Prints each line; to stderr by default so `cdnlake run | jq` still gets clean JSON on stdout."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def send(self, event: ProgressEvent) -> None:
+        print(format_message(event), file=self.stream or sys.stderr, flush=True)
+
+
+class SlackNotifier:
+    """Slack incoming webhook: POST `{"text": ...}`; retried with backoff on network and 5xx/429 errors."""
+
+    def __init__(self, webhook_url: str, timeout_s: float = 10.0, attempts: int = 3, backoff_s: float = 1.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:  # fmt: skip
+        self._url = webhook_url
+        self.timeout_s = timeout_s
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+
+    def __repr__(self) -> str:  # never show the webhook (it grants posting rights)
+        return "SlackNotifier(webhook_url=***)"
+
+    def _post(self, payload: bytes) -> None:
+        request = urllib.request.Request(
+            self._url, data=payload, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # https enforced by settings
+            response.read()
+
+    def send(self, event: ProgressEvent) -> None:
+        payload = json.dumps({"text": format_message(event)}, ensure_ascii=False).encode("utf-8")
+        problem = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self._post(payload)
+                return
+            except urllib.error.HTTPError as exc:
+                problem = f"HTTP {exc.code}"
+                if exc.code < 500 and exc.code != 429:  # a bad request does not get better by repeating it
+                    break
+            except (urllib.error.URLError, OSError) as exc:
+                # str(URLError) is "<urlopen error reason>": it does not contain the URL.
+                problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            if attempt < self.attempts:
+                self._sleep(self.backoff_s * 2 ** (attempt - 1))
+        raise NotificationError(f"Slack webhook failed after {attempt} attempt(s): {problem}")
+
+
+class SnsNotifier:
+    """SMS (or any subscription) through an SNS topic; only failures are worth waking someone up."""
+
+    def __init__(self, client: Any, topic_arn: str) -> None:
+        self.client = client
+        self.topic_arn = topic_arn
+
+    def send(self, event: ProgressEvent) -> None:
+        if event.kind != "failed":
+            return
+        text = format_message(event)[:_SMS_LIMIT]
+        self.client.publish(TopicArn=self.topic_arn, Message=text, Subject=f"cdnlake {event.flow} failed"[:100])
+
+
+class FanoutNotifier:
+    """Sends to every channel; a failing channel is logged and skipped, never raised to the pipeline."""
+
+    def __init__(self, notifiers: Sequence[Notifier]) -> None:
+        self.notifiers = list(notifiers)
+
+    def send(self, event: ProgressEvent) -> None:
+        for notifier in self.notifiers:
+            try:
+                notifier.send(event)
+            except Exception as exc:  # best effort by design
+                log.warning("notification via %s failed (pipeline continues): %s: %s",
+                            type(notifier).__name__, type(exc).__name__, exc)  # fmt: skip
+
+
+def notifier_from_settings(settings: Settings, sns_client: Any = None) -> FanoutNotifier:
+    """Console always; Slack when a webhook is configured; SNS when a topic is configured."""
+    channels: list[Notifier] = [ConsoleNotifier()]
+    if settings.slack_webhook_url:
+        channels.append(SlackNotifier(settings.slack_webhook_url))
+    if settings.sns_topic_arn:
+        if sns_client is None:
+            import boto3
+
+            sns_client = boto3.client("sns", region_name=settings.aws_region)
+        channels.append(SnsNotifier(sns_client, settings.sns_topic_arn))
+    return FanoutNotifier(channels)
+
+
+__all__ = [
+    "ConsoleNotifier", "FanoutNotifier", "NotificationError", "Notifier", "ProgressEvent", "SlackNotifier",
+    "SnsNotifier", "format_duration", "format_message", "notifier_from_settings",
+]  # fmt: skip

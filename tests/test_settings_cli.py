@@ -1,0 +1,97 @@
+"""Settings precedence, validation naming the key, masking, and CLI argument checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows import cli
+from flows.settings import ConfigError, load_settings
+
+
+def test_defaults_match_spec() -> None:
+    s = load_settings(env={})
+    assert (s.source, s.warehouse, s.reports, s.outbox) == (
+        "./data/landing", "./data/warehouse", "./data/reports", "./data/outbox",
+    )  # fmt: skip
+    assert s.spark_master == "local[*]" and s.report_tz == "UTC" and not s.ses_enabled
+
+
+def test_env_overrides_file_and_overrides_win(tmp_path: Path) -> None:
+    config = tmp_path / "cdnlake.toml"
+    config.write_text('[cdnlake]\nwarehouse = "/from/file"\nreports = "/file/reports"\nemail_to = ["a@x.jp"]\n')
+    env = {"CDNLAKE_CONFIG": str(config), "CDNLAKE_WAREHOUSE": "s3://bucket/wh", "CDNLAKE_REPORT_TZ": "Asia/Tokyo"}
+    s = load_settings(env=env, reports="/cli/reports")
+    assert s.warehouse == "s3://bucket/wh" and s.reports == "/cli/reports"
+    assert s.email_to == ("a@x.jp",) and s.report_tz == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"CDNLAKE_REPORT_TZ": "Mars/Olympus"}, "CDNLAKE_REPORT_TZ"),
+        ({"CDNLAKE_REPORT_TZ": "Asia/Kolkata"}, "CDNLAKE_REPORT_TZ"),
+        ({"CDNLAKE_SES_ENABLED": "maybe"}, "CDNLAKE_SES_ENABLED"),
+        ({"CDNLAKE_WAREHOUSE": "../../etc"}, "CDNLAKE_WAREHOUSE"),
+        ({"CDNLAKE_SOURCE": "ftp://host/x"}, "CDNLAKE_SOURCE"),
+        ({"CDNLAKE_DISTRIBUTIONS": "E123,../x"}, "CDNLAKE_DISTRIBUTIONS"),
+        ({"CDNLAKE_SPARK_RUNNER": "yarn"}, "CDNLAKE_SPARK_RUNNER"),
+        ({"CDNLAKE_CONFIG": "/nonexistent.toml"}, "CDNLAKE_CONFIG"),
+    ],
+)
+def test_bad_settings_name_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_settings(env=env)
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('warehous = "/typo"\n')
+    with pytest.raises(ConfigError, match="warehous"):
+        load_settings(env={"CDNLAKE_CONFIG": str(config)})
+
+
+def test_config_command_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CDNLAKE_SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/secretvalue")
+    assert cli.main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "secretvalue" not in out
+    assert json.loads(out)["slack_webhook_url"] == "***set***"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ingest", "--date", "2024-13-01"],
+        ["ingest", "--date", "2024-05-01", "--distributions", "E1;DROP TABLE"],
+        ["ingest", "--date", "2024-05-01", "--warehouse", "/tmp/../etc"],
+        ["run", "--date", "2024-05-01", "--source", "/tmp/x'; rm -rf /"],
+    ],
+)
+def test_cli_rejects_bad_arguments(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_config_error_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CDNLAKE_REPORT_TZ", "Nowhere/Town")
+    assert cli.main(["config"]) == 2
+    assert "configuration error: CDNLAKE_REPORT_TZ" in capsys.readouterr().err
+
+
+def test_java_check_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from spark_jobs import session
+
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path))
+    with pytest.raises(session.JavaNotFoundError, match="Java 17"):
+        session.check_java()
+    fake = tmp_path / "bin" / "java"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    fake.chmod(0o755)
+    with pytest.raises(session.JavaNotFoundError, match="Java 11 found"):
+        session.check_java()
