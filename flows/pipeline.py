@@ -83,7 +83,8 @@ def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] 
     check.recent_average_bytes = average
     if average and check.bytes < settings.min_volume_ratio * average:
         check.anomalies.append(
-            f"volume {check.bytes:,} bytes is below {settings.min_volume_ratio:.0%} of the recent average {average:,.0f}"
+            f"volume {check.bytes:,} bytes is below {settings.min_volume_ratio:.0%} "
+            f"of the recent average {average:,.0f}"
         )
     return check
 
