@@ -30,6 +30,36 @@ def uri_for(path: str) -> str:
     return Path(path).resolve().as_uri()
 
 
+def run_url() -> str | None:
+    """The flow run's page in the Prefect UI, when there is a UI to link to."""
+    from prefect.runtime import flow_run
+
+    url = flow_run.ui_url
+    # Without PREFECT_UI_URL (e.g. the temporary local server) Prefect returns "None/flow-runs/...".
+    return url if isinstance(url, str) and url.startswith("http") else None
+
+
+def flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return flow_run.id
+
+
+def ingest_totals(results: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Files and lines over the dates ingested by a run."""
+    keys = ("files", "lines_read", "loaded", "rejected", "damaged_files")
+    return {k: sum(int(r.get(k, 0)) for r in results.values()) for k in keys}
+
+
+def day_totals(report_summary: dict[str, Any], date: dt.date) -> dict[str, Any]:
+    """Requests, bytes and peak of the report day, for the COMPLETE line and the summary."""
+    days = {str(k): v for k, v in (report_summary.get("days") or {}).items()}
+    day = days.get(date.isoformat(), {})
+    requested = int(day.get("bytes_requested", 0))
+    return {"requests": int(day.get("request_count", 0)), "bytes": requested, "gb": round(requested / GB, 2),
+            "peak": report_summary.get("peak_text")}  # fmt: skip
+
+
 def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -51,8 +81,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
               f"- peak: {summary.get('peak_text') or 'n/a'}",
               f"- e-mail: {(summary.get('email') or {}).get('detail', 'not sent')}", ""]  # fmt: skip
     lines += ["## Data quality", ""]
-    lines += _table(["files", "damaged files", "lines read", "loaded", "rejected"],
-                    [[quality.get(k, 0) for k in ("files", "damaged_files", "lines_read", "loaded", "rejected")]])
+    lines += _table(
+        ["files", "damaged files", "lines read", "loaded", "rejected"],
+        [[quality.get(k, 0) for k in ("files", "damaged_files", "lines_read", "loaded", "rejected")]],
+    )
     per_date = ingest.get("per_date") or {}
     if per_date:
         lines += ["", "## Ingest", ""]

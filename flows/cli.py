@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--start", type=iso_date, required=True)
     backfill.add_argument("--end", type=iso_date, required=True)
     backfill.add_argument("--resend-email", action="store_true")
+    backfill.add_argument("--concurrency", type=int, default=1,
+                          help="dates run at the same time (warehouse writes still take turns)")  # fmt: skip
     _locations(backfill)
 
     report = sub.add_parser("report", help="rebuild the report and e-mail of a date from the tables")
@@ -103,25 +105,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.daily import cdn_daily
+    from flows.daily import cdn_daily, local_prefect
 
     settings = _settings(args)
-    summary = cdn_daily(
-        date=args.date, distributions=list(settings.distributions) or None,
-        resend_email=args.resend_email, settings=settings,
-    )  # fmt: skip
+    with local_prefect(args.verbose):
+        summary = cdn_daily(
+            date=args.date, distributions=list(settings.distributions) or None,
+            resend_email=args.resend_email, settings=settings,
+        )  # fmt: skip
     _print(summary)
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from flows.daily import cdn_backfill
+    from flows.daily import cdn_backfill, local_prefect
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
     settings = _settings(args)
-    _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
-                        resend_email=args.resend_email, settings=settings))  # fmt: skip
+    with local_prefect(args.verbose):
+        _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
+                            resend_email=args.resend_email, settings=settings,
+                            concurrency=args.concurrency))  # fmt: skip
     return 0
 
 
@@ -135,9 +140,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.daily import local_prefect
     from flows.demo import run_demo
 
-    return run_demo(load_settings())
+    with local_prefect(args.verbose):
+        return run_demo(load_settings())
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO
 
@@ -130,6 +131,7 @@ class SlackNotifier:
         self.attempts = max(1, attempts)
         self.backoff_s = backoff_s
         self._sleep = sleep
+        self._healthy = True
 
     def __repr__(self) -> str:  # never show the webhook (it grants posting rights)
         return "SlackNotifier(webhook_url=***)"
@@ -144,9 +146,13 @@ class SlackNotifier:
     def send(self, event: ProgressEvent) -> None:
         payload = json.dumps({"text": format_message(event)}, ensure_ascii=False).encode("utf-8")
         problem = ""
-        for attempt in range(1, self.attempts + 1):
+        # After a failed event, later events get one attempt until one succeeds: a Slack outage
+        # must not add the whole backoff to every stage of the run.
+        attempts = self.attempts if self._healthy else 1
+        for attempt in range(1, attempts + 1):
             try:
                 self._post(payload)
+                self._healthy = True
                 return
             except urllib.error.HTTPError as exc:
                 problem = f"HTTP {exc.code}"
@@ -155,8 +161,9 @@ class SlackNotifier:
             except (urllib.error.URLError, OSError) as exc:
                 # str(URLError) is "<urlopen error reason>": it does not contain the URL.
                 problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-            if attempt < self.attempts:
+            if attempt < attempts:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
+        self._healthy = False
         raise NotificationError(f"Slack webhook failed after {attempt} attempt(s): {problem}")
 
 
@@ -189,6 +196,46 @@ class FanoutNotifier:
                             type(notifier).__name__, type(exc).__name__, exc)  # fmt: skip
 
 
+class StageProgress:
+    """The progress lines of one run: BEGIN, `running: <stage> (i/n)`, FAILED at a stage, COMPLETE.
+
+    Also times each stage (the run summary and artifacts show the durations).
+    """
+
+    def __init__(self, notifier: Notifier, flow: str, date: dt.date, stages: Sequence[str],
+                 distributions: Sequence[str] | None = None,
+                 run_url: Callable[[], str | None] = lambda: None) -> None:  # fmt: skip
+        self.notifier = notifier
+        self.flow = flow
+        self.date = date.isoformat()
+        self.stages = tuple(stages)
+        self.distributions = tuple(distributions or ())
+        self.run_url = run_url
+        self.durations: dict[str, float] = {}
+        self.started = time.monotonic()
+
+    def event(self, kind: EventKind, **fields: Any) -> None:
+        self.notifier.send(ProgressEvent(kind, self.flow, self.date, distributions=self.distributions, **fields))
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        position = {"step": self.stages.index(name) + 1, "total": len(self.stages)}
+        self.event("running", stage=name, **position)
+        started = time.monotonic()
+        try:
+            yield
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"[:500]
+            self.event("failed", stage=name, detail=detail, run_url=self.run_url(), **position)
+            raise
+        finally:
+            self.durations[name] = round(time.monotonic() - started, 2)
+
+    @property
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.started, 2)
+
+
 def notifier_from_settings(settings: Settings, sns_client: Any = None) -> FanoutNotifier:
     """Console always; Slack when a webhook is configured; SNS when a topic is configured."""
     channels: list[Notifier] = [ConsoleNotifier()]
@@ -205,5 +252,5 @@ def notifier_from_settings(settings: Settings, sns_client: Any = None) -> Fanout
 
 __all__ = [
     "ConsoleNotifier", "FanoutNotifier", "NotificationError", "Notifier", "ProgressEvent", "SlackNotifier",
-    "SnsNotifier", "format_duration", "format_message", "notifier_from_settings",
+    "SnsNotifier", "StageProgress", "format_duration", "format_message", "notifier_from_settings",
 ]  # fmt: skip

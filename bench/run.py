@@ -1,0 +1,171 @@
+"""`make bench`: cdnlake's ingest and statistics against DuckDB and `zcat` on the same day of logs.
+
+Prints one table (seconds, rows/s, uncompressed MB/s per core, peak RSS of the whole process
+tree, output size, ratio to DuckDB) and checks that both engines' hourly statistics agree.
+Options: --rows N (default 2,000,000), --scaling (0.5M, 2M, 8M lines: time and memory per row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+DATE = dt.date(2024, 5, 1)
+CORES = os.cpu_count() or 1
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return kids
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants (JVM, Python workers), in bytes."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as handle:
+                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+        todo += _children(p)
+    return total
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS of the process tree, stdout) of a command."""
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    peak = [0]
+
+    def poll() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            time.sleep(0.25)
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    out, _ = proc.communicate()
+    watcher.join()
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+    return time.perf_counter() - started, peak[0], out
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def generate(rows: int) -> Path:
+    from flows.sample_logs import generate_logs
+
+    landing = OUT / f"landing-{rows}"
+    if not (landing / ".done").exists():
+        generate_logs(DATE, 3, rows, 1, landing, files_per_hour=4, progress=True)
+        (landing / ".done").touch()
+    return landing
+
+
+def uncompressed_bytes(landing: Path) -> int:
+    total = 0
+    for f in landing.rglob("*.gz"):
+        with gzip.open(f, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                total += len(chunk)
+    return total
+
+
+def bench_day(rows: int) -> dict[str, object]:
+    landing = generate(rows)
+    files = sorted(str(f) for f in landing.rglob("*.gz"))
+    raw_mb = uncompressed_bytes(landing) / 1e6
+    work = OUT / f"work-{rows}"
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    work.mkdir(parents=True)
+    zcat_s, zcat_rss, _ = run_measured(["sh", "-c", "zcat " + " ".join(files) + " > /dev/null"])
+    duck_wall, duck_rss, duck_out = run_measured([sys.executable, "-m", "bench.engines", "duckdb", str(landing), str(work)])
+    spark_wall, spark_rss, spark_out = run_measured(
+        [sys.executable, "-m", "bench.engines", "spark", str(landing), str(work), DATE.isoformat()]
+    )
+    duck = json.loads(duck_out.split("RESULT ", 1)[1])
+    spark = json.loads(spark_out.split("RESULT ", 1)[1])
+    agree = duck["hourly"] == spark["hourly"]
+    return {
+        "rows": rows, "files": len(files), "raw_mb": raw_mb, "gz_mb": dir_size(landing) / 1e6,
+        "zcat_s": zcat_s, "zcat_rss": zcat_rss, "duck": duck, "duck_rss": duck_rss, "duck_wall": duck_wall,
+        "spark": spark, "spark_rss": spark_rss, "spark_wall": spark_wall, "agree": agree,
+        "duck_out_mb": dir_size(work / "duckdb_parquet") / 1e6,
+        "spark_out_mb": dir_size(work / "warehouse" / "cdn_logs") / 1e6,
+    }  # fmt: skip
+
+
+def print_table(r: dict) -> None:
+    rows, raw_mb = r["rows"], r["raw_mb"]
+    duck, spark = r["duck"], r["spark"]
+    lines = [
+        ("zcat (floor)", r["zcat_s"], r["zcat_rss"], None, None),
+        ("DuckDB gz -> Parquet zstd", duck["ingest_s"], r["duck_rss"], r["duck_out_mb"], None),
+        ("DuckDB hourly statistics", duck["stats_s"], None, None, None),
+        ("Spark JVM start-up", spark["startup_s"], None, None, None),
+        ("cdnlake ingest -> Delta", spark["ingest_s"], r["spark_rss"], r["spark_out_mb"], duck["ingest_s"]),
+        ("cdnlake compact (OPTIMIZE)", spark["compact_s"], None, None, None),
+        ("cdnlake statistics (all tables)", spark["stats_s"], None, None, duck["stats_s"]),
+    ]
+    print(f"\n{rows:,} lines, {r['files']} files, {r['gz_mb']:.0f} MB gz, {raw_mb:.0f} MB of log text, {CORES} cores")
+    print(f"{'step':34} {'seconds':>8} {'rows/s':>11} {'MB/s/core':>10} {'peak RSS':>9} {'output':>8} {'vs DuckDB':>9}")
+    for name, secs, rss, out_mb, ref in lines:
+        rate = f"{rows / secs:,.0f}" if secs else "-"
+        mbps = f"{raw_mb / secs / CORES:.1f}" if secs else "-"
+        rss_s = f"{rss / 2**30:.2f} GiB" if rss else ""
+        out_s = f"{out_mb:.0f} MB" if out_mb else ""
+        ratio = f"{secs / ref:.2f}x" if ref else ""
+        print(f"{name:34} {secs:8.2f} {rate:>11} {mbps:>10} {rss_s:>9} {out_s:>8} {ratio:>9}")
+    print(f"whole Spark process (start-up + all steps): {r['spark_wall']:.1f} s wall")
+    print(f"files per cdn_logs partition after compaction: {spark.get('files_per_partition')}")
+    print("statistics agree exactly between DuckDB and cdnlake:", "YES" if r["agree"] else "NO")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--scaling", action="store_true", help="also run 0.5M and 8M lines")
+    args = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    sizes = [500_000, args.rows, 8_000_000] if args.scaling else [args.rows]
+    results = []
+    for rows in sizes:
+        result = bench_day(rows)
+        print_table(result)
+        results.append(result)
+    if args.scaling:
+        print("\nscaling: lines, ingest us/row, statistics us/row, peak RSS bytes/row")
+        for r in results:
+            s = r["spark"]
+            print(f"{r['rows']:>10,} {s['ingest_s'] / r['rows'] * 1e6:8.2f} {s['stats_s'] / r['rows'] * 1e6:8.2f} "
+                  f"{r['spark_rss'] / r['rows']:8.0f}")  # fmt: skip
+    (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return 0 if all(r["agree"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

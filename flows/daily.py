@@ -1,0 +1,308 @@
+"""Prefect 3 flows: `cdn-daily` (one UTC date) and `cdn-backfill` (a range of dates).
+
+Stages (tasks), in order: check raw files -> ingest -> compact -> aggregate -> reconcile -> report ->
+e-mail. Reconciliation compares the statistics tables with the raw rows of `cdn_logs`, so it runs
+after aggregate (SPEC section 6 lists it earlier, but there is nothing to compare before the
+statistics exist); a mismatch stops the run before anything is reported or e-mailed.
+
+Warehouse writes (ingest, compact, aggregate) hold a slot of the Prefect global concurrency limit
+`cdnlake-warehouse-writes`, so a backfill, the daily schedule and a manual re-run never write the
+tables at the same time. Create it once per Prefect server:
+
+    prefect gcl create cdnlake-warehouse-writes --limit 1
+
+Without it the writes are serialised within the process only (and a line says so).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prefect import Flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency as global_concurrency
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+from flows import pipeline
+from flows.artifacts import day_totals, flow_run_id, ingest_totals, publish_artifacts, run_url
+from flows.notify import StageProgress, notifier_from_settings
+from flows.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+DAILY_FLOW = "cdn-daily"
+WRITE_LIMIT = "cdnlake-warehouse-writes"
+STAGES = ("check", "ingest", "compact", "aggregate", "reconcile", "report", "email")
+_LOCAL_WRITES = threading.Lock()
+
+# Caching off everywhere: a re-run of a date must really re-ingest, re-aggregate and re-check.
+# Listing, Spark submission and e-mail are I/O: retried with exponential backoff and jitter so a
+# throttled S3 listing or a busy cluster gets a second chance without a thundering herd.
+_IO = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=10), "retry_jitter_factor": 0.5,
+       "cache_policy": NO_CACHE}  # fmt: skip
+# Spark jobs replace whole partitions (idempotent), so a retry is safe; they are long, so fewer.
+_SPARK = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=30), "retry_jitter_factor": 0.5,
+          "cache_policy": NO_CACHE}  # fmt: skip
+
+
+class ReconciliationError(RuntimeError):
+    """The statistics do not add up to the raw rows: nothing is reported or e-mailed."""
+
+
+class BackfillError(RuntimeError):
+    """Some dates of a backfill failed; the message lists them."""
+
+
+class _SettingsMaskingFlow(Flow):  # type: ignore[type-arg]
+    """A Flow that stores a `Settings` parameter masked.
+
+    Prefect saves every flow run's parameters in its database and shows them in the UI; the CLI
+    passes its Settings (which may hold the Slack webhook) as a parameter.
+    """
+
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        masked = {k: (v.masked() if isinstance(v, Settings) else v) for k, v in parameters.items()}
+        return super().serialize_parameters(masked)
+
+
+def _flow(**options: Any) -> Any:
+    return lambda fn: _SettingsMaskingFlow(fn=fn, **options)
+
+
+# ---------------------------------------------------------------- tasks (one per stage)
+# The stages are plain functions of flows.pipeline; these wrap them one-to-one.
+check_raw_files_task = task(pipeline.check_raw_files, name="check-raw-files", **_IO)
+dates_to_ingest_task = task(pipeline.dates_to_ingest, name="dates-to-ingest", **_IO)
+ingest_task = task(pipeline.ingest_date, name="ingest", task_run_name="ingest-{date}", **_SPARK)
+compact_task = task(pipeline.compact, name="compact", task_run_name="compact-{date}", **_SPARK)
+aggregate_task = task(pipeline.aggregate, name="aggregate", **_SPARK)
+build_report_task = task(pipeline.build_report, name="build-report", retries=1, retry_delay_seconds=10,
+                         cache_policy=NO_CACHE)  # fmt: skip
+send_email_task = task(pipeline.send_email, name="send-email", **_IO)
+
+
+@task(name="reconcile", retries=0, cache_policy=NO_CACHE)  # bad data does not improve on a retry
+def reconcile_task(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
+    result = pipeline.reconcile(settings, date, distributions)
+    check_reconciliation(result)
+    return result
+
+
+def check_reconciliation(result: dict[str, Any]) -> None:
+    """Raise when the reconcile job reports a difference between statistics and raw rows."""
+    mismatches = result.get("mismatches") or []
+    if result.get("ok", True) and not mismatches:
+        return
+    shown = "; ".join(str(m) for m in mismatches[:5]) or "see the reconcile job output"
+    raise ReconciliationError(f"statistics do not match the raw rows for {result.get('date', '?')}: {shown}")
+
+
+def default_date(settings: Settings, now: dt.datetime | None = None) -> dt.date:
+    """Yesterday in the report time zone: the last complete day when the schedule fires."""
+    current = (now or dt.datetime.now(dt.UTC)).astimezone(ZoneInfo(settings.report_tz))
+    return current.date() - dt.timedelta(days=1)
+
+
+def _limit_exists(name: str) -> bool:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(name)
+        return True
+    except ObjectNotFound:
+        return False
+
+
+@contextmanager
+def warehouse_writes() -> Iterator[None]:
+    """Hold a slot of the global limit for the warehouse writes (or a process lock without it)."""
+    if _limit_exists(WRITE_LIMIT):
+        with global_concurrency(WRITE_LIMIT, occupy=1):
+            yield
+        return
+    log.info("global concurrency limit %s does not exist: writes are serialised in this process only "
+             "(create it with `prefect gcl create %s --limit 1`)", WRITE_LIMIT, WRITE_LIMIT)  # fmt: skip
+    with _LOCAL_WRITES:
+        yield
+
+
+def _handle_anomalies(run: StageProgress, settings: Settings, check: pipeline.RawCheck) -> None:
+    """Tell the operators about suspicious raw files; stop unless CDNLAKE_ON_ANOMALY=continue."""
+    if not check.anomalies:
+        return
+    shown = "; ".join(check.anomalies[:5]) + (
+        f" (+{len(check.anomalies) - 5} more)" if len(check.anomalies) > 5 else ""
+    )
+    stop = settings.on_anomaly == "stop"
+    action = "stopping" if stop else "continuing (CDNLAKE_ON_ANOMALY=continue)"
+    run.event("warning", detail=f"raw files of {check.date} look wrong: {shown}; {action}")
+    if stop:
+        raise pipeline.StageStopped(
+            f"raw files of {check.date} look wrong: {shown}. Fix the source, or set CDNLAKE_ON_ANOMALY=continue "
+            "to load them anyway"
+        )
+
+
+# ---------------------------------------------------------------- the flows
+def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distributions: list[str] | None,
+                resend_email: bool) -> dict[str, Any]:  # fmt: skip
+    with run.stage("check"):
+        check = check_raw_files_task(settings, date, distributions)
+        _handle_anomalies(run, settings, check)
+        dates = dates_to_ingest_task(settings, date, distributions)
+    with warehouse_writes():
+        with run.stage("ingest"):
+            ingested = {d.isoformat(): ingest_task(settings, d, distributions) for d in dates}
+        with run.stage("compact"):
+            for d in dates:
+                compact_task(settings, d, distributions)
+        with run.stage("aggregate"):
+            aggregate_task(settings, date, distributions, dates)
+    with run.stage("reconcile"):
+        reconciled = reconcile_task(settings, date, distributions)
+    with run.stage("report"):
+        report = build_report_task(settings, date, distributions)
+    with run.stage("email"):
+        email = send_email_task(settings, date, distributions, resend_email)
+    figures = report["summary"]
+    return {
+        "date": date.isoformat(),
+        "distributions": list(distributions or []),
+        "dates_ingested": sorted(ingested),
+        "anomalies": list(check.anomalies),
+        "ingest": {"totals": ingest_totals(ingested), "per_date": ingested},
+        "totals": day_totals(figures, date),
+        "peak": figures.get("peak"),
+        "peak_text": figures.get("peak_text"),
+        "quality": figures.get("quality"),
+        "insights": figures.get("insights"),
+        "reconcile": reconciled,
+        "report": report["paths"],
+        "email": email,
+    }
+
+
+def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: bool,
+           settings: Settings | None) -> dict[str, Any]:  # fmt: skip
+    settings = settings or load_settings()
+    day = date or default_date(settings)
+    wanted = [d.lower() for d in distributions] if distributions else list(settings.distributions) or None
+    run = StageProgress(notifier_from_settings(settings), DAILY_FLOW, day, STAGES, wanted, run_url)
+    run.event("begin")
+    summary = _run_stages(run, settings, day, wanted, resend_email)
+    summary |= {"durations": run.durations, "duration_s": run.elapsed, "run_url": run_url(),
+                "flow_run_id": flow_run_id()}  # fmt: skip
+    run.event("complete", duration_s=run.elapsed, totals=summary["totals"])
+    publish_artifacts(summary)
+    return summary
+
+
+@_flow(name=DAILY_FLOW, description="CloudFront logs of one UTC date -> Delta Lake -> statistics -> report -> e-mail")
+def cdn_daily(
+    date: dt.date | None = None,
+    distributions: list[str] | None = None,
+    resend_email: bool = False,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The daily pipeline for `date` (default: yesterday in CDNLAKE_REPORT_TZ); returns the run summary.
+
+    `settings` is for callers in Python (CLI, tests); deployments leave it out: CDNLAKE_* apply.
+    """
+    return _daily(date, distributions, resend_email, settings)
+
+
+@_flow(name="cdn-rerun", description="cdn-daily for a date the operator names")
+def cdn_rerun(
+    date: dt.date, distributions: list[str] | None = None, resend_email: bool = False, settings: Settings | None = None
+) -> dict[str, Any]:
+    """The same pipeline as cdn-daily, with `date` required (the manual re-run deployment)."""
+    return _daily(date, distributions, resend_email, settings)
+
+
+@task(name="backfill-date", task_run_name="backfill-{date}", cache_policy=NO_CACHE)
+def backfill_date_task(date: dt.date, distributions: list[str] | None, resend_email: bool,
+                       settings: Settings) -> dict[str, Any]:  # fmt: skip
+    # A flow called inside a task is a subflow of the backfill (supported since Prefect 3.0).
+    return cdn_daily(date=date, distributions=distributions, resend_email=resend_email, settings=settings)
+
+
+def _outcome(state: Any) -> dict[str, Any]:
+    if state.is_completed():
+        summary = state.result()
+        return {"status": "completed", "totals": summary["totals"], "email": summary["email"].get("detail"),
+                "report": summary["report"].get("pdf")}  # fmt: skip
+    error = state.result(raise_on_failure=False)
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message)
+    return {"status": "failed", "error": text[:500]}
+
+
+@_flow(name="cdn-backfill", description="cdn-daily for every date from start to end (inclusive)")
+def cdn_backfill(
+    start: dt.date,
+    end: dt.date,
+    distributions: list[str] | None = None,
+    resend_email: bool = False,
+    settings: Settings | None = None,
+    concurrency: int = 1,
+) -> dict[str, Any]:
+    """Run cdn-daily per date: one after the other, or `concurrency` at a time.
+
+    With concurrency > 1 the dates' checks, reports and e-mails overlap while their warehouse
+    writes still take turns (global concurrency limit `cdnlake-warehouse-writes`).
+    """
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    settings = settings or load_settings()
+    dates = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    if concurrency <= 1:
+        states = {d: cdn_daily(date=d, distributions=distributions, resend_email=resend_email, settings=settings,
+                               return_state=True) for d in dates}  # fmt: skip
+    else:
+        with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
+            futures = {d: runner.submit(backfill_date_task, {"date": d, "distributions": distributions,
+                                                             "resend_email": resend_email, "settings": settings})
+                       for d in dates}  # fmt: skip
+            for future in futures.values():
+                future.wait()
+            states = {d: f.state for d, f in futures.items()}
+    results = {d.isoformat(): _outcome(s) for d, s in states.items()}
+    failed = [d for d, r in results.items() if r["status"] == "failed"]
+    summary = {"start": start.isoformat(), "end": end.isoformat(), "dates": results, "failed": failed}
+    if failed:
+        raise BackfillError(f"{len(failed)} of {len(dates)} dates failed: {', '.join(failed)}")
+    return summary
+
+
+def local_prefect(verbose: bool = False) -> AbstractContextManager[Any]:
+    """Prefect defaults for the command line: the one place cdnlake sets PREFECT_* values.
+
+    Only defaults (an explicit PREFECT_* variable or profile wins). Without PREFECT_API_URL,
+    Prefect 3 starts a temporary API server in a subprocess: its 20 s start-up timeout is too
+    short on a busy 2-core machine (we measured 45 s), and its telemetry job competes with the
+    run for the SQLite file ("database is locked"). Prefect's INFO line per task state repeats
+    our progress lines, so its loggers go to WARNING unless -v.
+    """
+    from prefect.settings import (
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    if not verbose:
+        # Prefect configured its loggers when it was imported; adjusting the level is enough.
+        logging.getLogger("prefect").setLevel(logging.WARNING)
+    return temporary_settings(
+        set_defaults={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180, PREFECT_SERVER_ANALYTICS_ENABLED: False}
+    )
+
+
+__all__ = ["BackfillError", "ReconciliationError", "cdn_backfill", "cdn_daily", "cdn_rerun", "local_prefect"]
