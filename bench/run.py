@@ -103,7 +103,9 @@ def bench_day(rows: int) -> dict[str, object]:
     subprocess.run(["rm", "-rf", str(work)], check=True)
     work.mkdir(parents=True)
     zcat_s, zcat_rss, _ = run_measured(["sh", "-c", "zcat " + " ".join(files) + " > /dev/null"])
-    duck_wall, duck_rss, duck_out = run_measured([sys.executable, "-m", "bench.engines", "duckdb", str(landing), str(work)])
+    duck_wall, duck_rss, duck_out = run_measured(
+        [sys.executable, "-m", "bench.engines", "duckdb", str(landing), str(work)]
+    )
     spark_wall, spark_rss, spark_out = run_measured(
         [sys.executable, "-m", "bench.engines", "spark", str(landing), str(work), DATE.isoformat()]
     )

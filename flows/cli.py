@@ -65,9 +65,42 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--resend-email", "--resend", action="store_true", dest="resend_email")
     _locations(report, source=False)
 
+    misses = sub.add_parser("analyze-misses", help="cache-miss association rules for a date range")
+    misses.add_argument("--start", type=iso_date, required=True)
+    misses.add_argument("--end", type=iso_date, required=True)
+    misses.add_argument("--sample-fraction", type=float, default=None, help="share of requests sampled (0-1]")
+    misses.add_argument("--min-support", type=float, default=None)
+    misses.add_argument("--min-confidence", type=float, default=None)
+    _locations(misses, source=False)
+
     sub.add_parser("demo", help="generate 3 days for 3 distributions and run the pipeline")
     sub.add_parser("config", help="print the effective settings (secrets masked)")
+    _warehouse_parsers(sub)
     return parser
+
+
+def _warehouse_parsers(sub: Any) -> None:
+    """Querying the warehouse: ad-hoc SQL, catalog registration, CloudWatch cross-check, chat re-runs."""
+    sql = sub.add_parser("sql", help="read-only SQL over the warehouse tables (Spark)")
+    sql.add_argument("query", nargs="?", help="the SQL text (or -f FILE)")
+    sql.add_argument("-f", "--file", type=Path, help="read the SQL from this file (e.g. docs/queries/*.sql)")
+    sql.add_argument("--date", type=iso_date, help="value of ${date} in the query")
+    sql.add_argument("--param", action="append", metavar="NAME=VALUE", help="value of ${NAME} (repeatable)")
+    sql.add_argument("--limit", type=int, default=50, help="rows printed (default 50)")
+    sql.add_argument("--out", type=Path, help="write all rows to a .csv or .parquet file instead")
+    sql.add_argument("--warehouse", type=location, help="Delta tables root (path or s3:// URI)")
+
+    catalog = sub.add_parser("catalog", help="register the Delta tables in the AWS Glue Data Catalog")
+    catalog.add_argument("--warehouse", type=location, help="Delta tables root (s3:// URI)")
+
+    check = sub.add_parser("crosscheck", help="compare a day's logs with CloudFront's CloudWatch metrics")
+    check.add_argument("--date", type=iso_date, default=None)
+    _locations(check, source=False, reports=False)
+
+    chat = sub.add_parser("chat-server", help="Slack /cdn-report endpoint that starts cdn-rerun runs")
+    chat.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 behind an ingress)")
+    chat.add_argument("--port", type=int, default=8787)
+    chat.add_argument("--command", default="/cdn-report", help="the slash command's name in the Slack app")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -139,6 +172,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_misses(args: argparse.Namespace) -> int:
+    from flows.misses import analyze_misses
+
+    if args.end < args.start:
+        raise ConfigError(f"--end {args.end} is before --start {args.start}")
+    for name in ("sample_fraction", "min_support", "min_confidence"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value <= 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1], got {value}")
+    settings = _settings(args)
+    _print(analyze_misses(settings, args.start, args.end, list(settings.distributions) or None,
+                          args.sample_fraction, args.min_support, args.min_confidence))  # fmt: skip
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.daily import local_prefect
     from flows.demo import run_demo
@@ -152,9 +200,65 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    from flows import sql as adhoc
+
+    if bool(args.query) == bool(args.file):
+        raise adhoc.QueryError("give the SQL as an argument or with -f FILE (one of the two)")
+    text = args.file.read_text(encoding="utf-8") if args.file else args.query
+    values = adhoc.parse_params(args.param) | ({"date": args.date.isoformat()} if args.date else {})
+    query = adhoc.substitute(text, values)
+    settings = _settings(args)
+    result = adhoc.run_query(adhoc.session_for(settings), settings.warehouse, query)
+    if args.out:
+        print(f"wrote {adhoc.write_result(result, args.out):,} rows to {args.out}")
+    else:
+        print(adhoc.render(result, args.limit))
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from flows import pipeline
+
+    result = pipeline.register_catalog(_settings(args))
+    if result is None:
+        print("no catalog configured (CDNLAKE_GLUE_DATABASE is empty): with the embedded default Spark and "
+              "delta-rs open the tables by path, so there is nothing to register")  # fmt: skip
+    else:
+        _print(result)
+    return 0
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from flows import pipeline
+
+    # Asking for it on the command line is consent enough, even if the daily run does not do it.
+    settings = dataclasses.replace(_settings(args), cloudwatch_enabled=True)
+    result = pipeline.cloudwatch_crosscheck(settings, args.date or _yesterday(), list(settings.distributions) or None)
+    assert result is not None
+    check = pipeline.crosscheck_data(result)
+    print(check.table.to_string(index=False) if not check.table.empty else "(no traffic and no CloudWatch data)")
+    print("\n".join([result["summary"], *result["alerts"]]))
+    return 0
+
+
+def cmd_chat_server(args: argparse.Namespace) -> int:
+    from flows import chat
+
+    settings = load_settings()
+    if not settings.slack_signing_secret:
+        raise ConfigError("CDNLAKE_SLACK_SIGNING_SECRET: required by chat-server (the Slack app's signing secret)")
+    app = chat.make_app(settings.slack_signing_secret, chat.prefect_trigger(settings.rerun_deployment), args.command)
+    chat.serve(app, args.host, args.port)
+    return 0
+
+
 COMMANDS = {
     "generate-logs": cmd_generate, "ingest": cmd_ingest, "run": cmd_run, "backfill": cmd_backfill,
-    "report": cmd_report, "demo": cmd_demo, "config": cmd_config,
+    "report": cmd_report, "analyze-misses": cmd_analyze_misses, "demo": cmd_demo, "config": cmd_config,
+    "sql": cmd_sql, "catalog": cmd_catalog, "crosscheck": cmd_crosscheck, "chat-server": cmd_chat_server,
 }  # fmt: skip
 
 

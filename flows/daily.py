@@ -52,10 +52,6 @@ _SPARK = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_facto
           "cache_policy": NO_CACHE}  # fmt: skip
 
 
-class ReconciliationError(RuntimeError):
-    """The statistics do not add up to the raw rows: nothing is reported or e-mailed."""
-
-
 class BackfillError(RuntimeError):
     """Some dates of a backfill failed; the message lists them."""
 
@@ -86,22 +82,12 @@ aggregate_task = task(pipeline.aggregate, name="aggregate", **_SPARK)
 build_report_task = task(pipeline.build_report, name="build-report", retries=1, retry_delay_seconds=10,
                          cache_policy=NO_CACHE)  # fmt: skip
 send_email_task = task(pipeline.send_email, name="send-email", **_IO)
-
-
-@task(name="reconcile", retries=0, cache_policy=NO_CACHE)  # bad data does not improve on a retry
-def reconcile_task(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-    result = pipeline.reconcile(settings, date, distributions)
-    check_reconciliation(result)
-    return result
-
-
-def check_reconciliation(result: dict[str, Any]) -> None:
-    """Raise when the reconcile job reports a difference between statistics and raw rows."""
-    mismatches = result.get("mismatches") or []
-    if result.get("ok", True) and not mismatches:
-        return
-    shown = "; ".join(str(m) for m in mismatches[:5]) or "see the reconcile job output"
-    raise ReconciliationError(f"statistics do not match the raw rows for {result.get('date', '?')}: {shown}")
+# The reconcile job raises on any mismatch; bad data does not improve on a retry.
+reconcile_task = task(pipeline.reconcile, name="reconcile", task_run_name="reconcile-{date}", retries=0,
+                      cache_policy=NO_CACHE)  # fmt: skip
+catalog_task = task(pipeline.register_catalog, name="register-catalog", **_IO)
+# Never raises (a CloudWatch outage must not block the report); None when not configured.
+crosscheck_task = task(pipeline.safe_crosscheck, name="cloudwatch-crosscheck", cache_policy=NO_CACHE)
 
 
 def default_date(settings: Settings, now: dt.datetime | None = None) -> dt.date:
@@ -167,12 +153,14 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
                 compact_task(settings, d, distributions)
         with run.stage("aggregate"):
             aggregate_task(settings, date, distributions, dates)
-    with run.stage("reconcile"):
-        reconciled = reconcile_task(settings, date, distributions)
+            catalog = catalog_task(settings)
+    with run.stage("reconcile"):  # every date whose rows changed; a mismatch stops the run here
+        reconciled = {d.isoformat(): reconcile_task(settings, d, distributions) for d in dates}
     with run.stage("report"):
-        report = build_report_task(settings, date, distributions)
+        crosscheck = crosscheck_task(settings, date, distributions)
+        report = build_report_task(settings, date, distributions, crosscheck)
     with run.stage("email"):
-        email = send_email_task(settings, date, distributions, resend_email)
+        email = send_email_task(settings, date, distributions, resend_email, crosscheck)
     figures = report["summary"]
     return {
         "date": date.isoformat(),
@@ -188,6 +176,8 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
         "reconcile": reconciled,
         "report": report["paths"],
         "email": email,
+        "catalog": catalog,
+        "crosscheck": crosscheck,
     }
 
 
@@ -305,4 +295,4 @@ def local_prefect(verbose: bool = False) -> AbstractContextManager[Any]:
     )
 
 
-__all__ = ["BackfillError", "ReconciliationError", "cdn_backfill", "cdn_daily", "cdn_rerun", "local_prefect"]
+__all__ = ["BackfillError", "cdn_backfill", "cdn_daily", "cdn_rerun", "local_prefect"]

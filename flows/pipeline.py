@@ -7,6 +7,7 @@ sends it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import statistics
@@ -141,19 +142,32 @@ def report_dir(settings: Settings, date: dt.date) -> Path:
     return Path(settings.reports) / date.isoformat()
 
 
-def build_report(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-    """Write cdn_statistics.csv, summary.json and cdn_report.pdf for the date from the tables."""
+def build_report(
+    settings: Settings, date: dt.date, distributions: list[str] | None, crosscheck: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write cdn_statistics.csv, summary.json and cdn_report.pdf for the date from the tables.
+
+    `crosscheck`: a cloudwatch_crosscheck() result, shown as a small table in the PDF when given.
+    """
     from reporting.outputs import summary_dict, write_outputs
 
     data = report_data.build_report_data(
         settings.warehouse, date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
     )
+    if crosscheck is not None:
+        data = dataclasses.replace(data, crosscheck=crosscheck_data(crosscheck))
     paths = write_outputs(data, report_dir(settings, date))
     return {"paths": {k: str(v) for k, v in paths.items()}, "summary": summary_dict(data)}
 
 
-def send_email(settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool) -> dict[str, Any]:
-    """The morning e-mail: SES when enabled, else an .eml in the outbox; once per date unless forced."""
+def send_email(
+    settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool,
+    crosscheck: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The morning e-mail: SES when enabled, else an .eml in the outbox; once per date unless forced.
+
+    `crosscheck`: a cloudwatch_crosscheck() result, added as a line under the body when given.
+    """
     from reporting.delivery import OutboxSender, SesSender, deliver
     from reporting.email import EmailConfig, build_message
     from reporting.ledger import SentLedger
@@ -162,6 +176,8 @@ def send_email(settings: Settings, date: dt.date, distributions: list[str] | Non
     data = report_data.build_report_data(
         settings.warehouse, date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
     )
+    if crosscheck is not None:
+        data = dataclasses.replace(data, crosscheck=crosscheck_data(crosscheck))
     body = Path(settings.email_template).read_text(encoding="utf-8") if settings.email_template else None
     config = EmailConfig(
         sender=settings.email_sender, to=list(settings.email_to), cc=list(settings.email_cc),
@@ -186,5 +202,92 @@ def send_email(settings: Settings, date: dt.date, distributions: list[str] | Non
 def report_and_email(
     settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool
 ) -> dict[str, Any]:
-    report = build_report(settings, date, distributions)
-    return {"report": report["paths"], "email": send_email(settings, date, distributions, resend)}
+    check = safe_crosscheck(settings, date, distributions)
+    report = build_report(settings, date, distributions, check)
+    result = {"report": report["paths"], "email": send_email(settings, date, distributions, resend, check)}
+    return result | ({"crosscheck": check} if check is not None else {})
+
+
+def safe_crosscheck(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any] | None:
+    """cloudwatch_crosscheck(), but a CloudWatch outage or missing permission never blocks the report."""
+    try:
+        return cloudwatch_crosscheck(settings, date, distributions)
+    except Exception as exc:  # the cross-check is a second opinion, the report is the product
+        log.warning("cloudwatch cross-check skipped: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+# ---------------------------------------------------------------- catalog and CloudWatch cross-check
+
+
+def register_catalog(settings: Settings) -> dict[str, Any] | None:
+    """Register the Delta tables in Glue (create or update); None with the embedded default (no catalog)."""
+    if not settings.glue_database:
+        return None
+    import boto3
+
+    from flows import catalog
+
+    glue = boto3.client("glue", region_name=settings.aws_region)
+    tables = catalog.register_tables(glue, settings.glue_database, settings.warehouse, settings.glue_table_prefix)
+    return {"catalog": "glue", "database": settings.glue_database, "tables": tables}
+
+
+def logs_hourly(warehouse: str, start: dt.datetime, end: dt.datetime, distributions: list[str] | None) -> Any:
+    """stats_hourly rows in [start, end) (naive UTC) as distro, ts, request_count, bytes_requested."""
+    import pandas as pd
+
+    rows = report_data.read_table(warehouse, "stats_hourly", [("dt", "in", report_data.utc_dates(start, end))])
+    columns = ["distro", "ts", "request_count", "bytes_requested"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    if distributions:
+        rows = rows[rows["distro"].isin(distributions)]
+    rows = rows.assign(ts=pd.to_datetime(rows["dt"]) + pd.to_timedelta(rows["hour"], unit="h"))
+    return rows[(rows["ts"] >= start) & (rows["ts"] < end)][columns].reset_index(drop=True)
+
+
+def _known_distributions(settings: Settings, date: dt.date) -> list[str]:
+    """Distributions seen in the last week: one whose logs stopped arriving entirely is still checked."""
+    days = [(date - dt.timedelta(days=i)).isoformat() for i in range(_RECENT_DAYS + 1)]
+    rows = report_data.read_table(settings.warehouse, "stats_hourly", [("dt", "in", days)])
+    return sorted(rows["distro"].unique().tolist()) if not rows.empty else []
+
+
+def cloudwatch_crosscheck(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any] | None:
+    """Logs vs CloudWatch for report day D (None when not configured): table, alerts, summary line.
+
+    JSON-friendly, so it can be a task result and go into summary.json; crosscheck_data() turns it
+    into the report's CrossCheck.
+    """
+    if not settings.cloudwatch_enabled:
+        return None
+    import boto3
+
+    from flows import cloudwatch
+
+    start, end = report_data.utc_range(date, settings.report_tz)
+    ids = list(distributions or settings.distributions or _known_distributions(settings, date))
+    client = boto3.client("cloudwatch", region_name=cloudwatch.CLOUDFRONT_REGION)
+    metrics = cloudwatch.fetch_hourly(client, ids, date, start, end)
+    logs = logs_hourly(settings.warehouse, start, end, ids)
+    table, alerts = cloudwatch.compare(metrics, logs, settings.cloudwatch_threshold_pct)
+    for line in alerts:
+        log.warning("cloudwatch cross-check: %s", line)
+    records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    result = {"date": date.isoformat(), "window_utc": [start.isoformat(), end.isoformat()],
+              "threshold_pct": settings.cloudwatch_threshold_pct, "table": records, "alerts": alerts}  # fmt: skip
+    result["summary"] = crosscheck_data(result).summary_line()
+    return result
+
+
+def crosscheck_data(result: dict[str, Any] | None) -> Any:
+    """The report's CrossCheck from a cloudwatch_crosscheck() result (None stays None)."""
+    if result is None:
+        return None
+    import pandas as pd
+
+    from reporting.model import CROSSCHECK_COLUMNS, CrossCheck
+
+    table = pd.DataFrame(result["table"], columns=list(CROSSCHECK_COLUMNS))
+    return CrossCheck(table=table, alerts=list(result["alerts"]), threshold_pct=float(result["threshold_pct"]))

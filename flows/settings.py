@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from spark_jobs.args import DISTRO_RE, location
 
 ENV_PREFIX = "CDNLAKE_"
-SECRET_FIELDS = frozenset({"slack_webhook_url", "ip_hash_key"})
+SECRET_FIELDS = frozenset({"slack_webhook_url", "ip_hash_key", "slack_signing_secret"})
 RUNNERS = ("local", "standalone", "kubernetes")
 
 
@@ -65,6 +66,16 @@ class Settings:
     anonymize_ip: str = "truncate"  # none | truncate | hash
     ip_hash_key: str = ""
     keep_cookies: bool = False
+    # Catalog: the Delta tables are registered in this AWS Glue database after each run (Athena
+    # then queries them); empty = the embedded default, where nothing needs registering.
+    glue_database: str = ""
+    glue_table_prefix: str = ""
+    # CloudWatch cross-check: CloudFront's own per-hour Requests/BytesDownloaded vs the logs.
+    cloudwatch_enabled: bool = False
+    cloudwatch_threshold_pct: float = 5.0
+    # Re-runs from chat: `cdnlake chat-server` verifies Slack's signature, then runs this deployment.
+    slack_signing_secret: str = ""
+    rerun_deployment: str = "cdn-rerun/cdn-rerun"
     config_file: str = ""
 
     def masked(self) -> dict[str, Any]:
@@ -129,6 +140,28 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{ENV_PREFIX}DISTRIBUTIONS: not a distribution id: {d!r}")
     if s.slack_webhook_url and not s.slack_webhook_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
         raise ConfigError(f"{ENV_PREFIX}SLACK_WEBHOOK_URL: must be an https URL")
+    _validate_integrations(s)
+
+
+_GLUE_NAME_RE = re.compile(r"^[a-z0-9_]{1,255}$")  # Athena reads lower-case names with underscores only
+_DEPLOYMENT_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
+
+
+def _validate_integrations(s: Settings) -> None:
+    """Glue, CloudWatch and chat settings (kept apart so _validate stays readable)."""
+    if s.glue_database and not _GLUE_NAME_RE.match(s.glue_database):
+        raise ConfigError(f"{ENV_PREFIX}GLUE_DATABASE: lower-case letters, digits and _ only (got {s.glue_database!r})")
+    if s.glue_table_prefix and not _GLUE_NAME_RE.match(s.glue_table_prefix):
+        raise ConfigError(f"{ENV_PREFIX}GLUE_TABLE_PREFIX: lower-case letters, digits and _ only "
+                          f"(got {s.glue_table_prefix!r})")  # fmt: skip
+    if s.glue_database and not s.warehouse.startswith(("s3://", "s3a://")):
+        # Athena and the other engines that read Glue only reach S3: a local path would be useless there.
+        raise ConfigError(f"{ENV_PREFIX}GLUE_DATABASE: needs an s3:// {ENV_PREFIX}WAREHOUSE (got {s.warehouse!r})")
+    if not 0 < s.cloudwatch_threshold_pct <= 100:
+        raise ConfigError(f"{ENV_PREFIX}CLOUDWATCH_THRESHOLD_PCT: a percentage in (0, 100] "
+                          f"(got {s.cloudwatch_threshold_pct!r})")  # fmt: skip
+    if not _DEPLOYMENT_RE.match(s.rerun_deployment):
+        raise ConfigError(f"{ENV_PREFIX}RERUN_DEPLOYMENT: flow-name/deployment-name (got {s.rerun_deployment!r})")
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

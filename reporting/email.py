@@ -102,7 +102,17 @@ def insights_html(table: InsightsTable) -> str:
     )
 
 
-def _html_body(body: str, table: InsightsTable) -> str:
+def crosscheck_text(data: ReportData) -> str:
+    """The CloudWatch cross-check as plain lines after the body (empty when not configured)."""
+    if data.crosscheck is None:
+        return ""
+    lines = [data.crosscheck.summary_line(), *data.crosscheck.alerts[:5]]
+    return "\n".join(lines)
+
+
+def _html_body(body: str, table: InsightsTable, note: str = "") -> str:
+    extra = (f'<p style="margin:1em 0 0 0;font-size:12px;color:#555555;">'
+             f'{html.escape(note).replace(chr(10), "<br>")}</p>') if note else ""
     paragraphs = "".join(
         f'<p style="margin:0 0 1em 0;">{html.escape(part).replace(chr(10), "<br>")}</p>'
         for part in body.split("\n\n") if part.strip()
@@ -112,7 +122,7 @@ def _html_body(body: str, table: InsightsTable) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
         '<body style="margin:0;padding:12px;color:#222222;font-family:\'Hiragino Sans\',\'Meiryo\','
         'sans-serif;font-size:14px;line-height:1.6;">'
-        f'<div style="max-width:640px;margin:0 auto;">{paragraphs}{insights_html(table)}</div>'
+        f'<div style="max-width:640px;margin:0 auto;">{paragraphs}{insights_html(table)}{extra}</div>'
         "</body></html>"
     )
 
@@ -139,8 +149,9 @@ def build_message(
     message["Message-ID"] = make_msgid(idstring="cdnlake", domain=config.sender.rpartition("@")[2] or None)
     message[REPORT_DATE_HEADER] = data.date.isoformat()
     message["X-Cdnlake-Environment"] = values["environment"] or "production"
-    message.set_content(body + "\n", charset="utf-8")
-    message.add_alternative(_html_body(body, latest), subtype="html", charset="utf-8")
+    note = crosscheck_text(data)
+    message.set_content(body + "\n" + (f"\n{note}\n" if note else ""), charset="utf-8")
+    message.add_alternative(_html_body(body, latest, note), subtype="html", charset="utf-8")
     message.add_attachment(csv_bytes, maintype="text", subtype="csv", filename=CSV_NAME)
     message.add_attachment(pdf_bytes, maintype="application", subtype="pdf", filename=PDF_NAME)
     return message

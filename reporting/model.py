@@ -38,6 +38,11 @@ TOP_OBJECT_COLUMNS: tuple[str, ...] = (
 
 QUALITY_KEYS: tuple[str, ...] = ("files", "damaged_files", "lines_read", "loaded", "rejected")
 
+CROSSCHECK_COLUMNS: tuple[str, ...] = (
+    "distro", "requests_logs", "requests_cloudwatch", "requests_diff_pct",
+    "bytes_logs", "bytes_cloudwatch", "bytes_diff_pct", "hours_over",
+)  # fmt: skip
+
 
 def window_dates(day: dt.date) -> list[dt.date]:
     """The three report days D-2, D-1, D, oldest first."""
@@ -52,6 +57,38 @@ def _require_columns(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -
 
 def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:+.2f}%"
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """Logs vs CloudFront's CloudWatch metrics for day D (computed by flows/cloudwatch.py).
+
+    ``table`` has one row per distribution and a last ``total`` row (CROSSCHECK_COLUMNS; the
+    ``*_diff_pct`` are (logs - CloudWatch) / CloudWatch in percent, None where undefined);
+    ``alerts`` are ready-made lines for the differences beyond ``threshold_pct``.
+    """
+
+    table: pd.DataFrame
+    alerts: list[str] = field(default_factory=list)
+    threshold_pct: float = 5.0
+
+    def __post_init__(self) -> None:
+        _require_columns("crosscheck.table", self.table, CROSSCHECK_COLUMNS)
+
+    def summary_line(self) -> str:
+        """One line for the e-mail: the total's differences, and OK or how many alerts."""
+        if self.table.empty:
+            return "CloudWatch cross-check: no data"
+        total = self.table.iloc[-1]
+        state = "OK" if not self.alerts else f"{len(self.alerts)} alert(s)"
+        return (
+            f"CloudWatch cross-check {state}: requests {_pct(total['requests_diff_pct'])}, "
+            f"bytes {_pct(total['bytes_diff_pct'])} (logs vs CloudWatch, threshold ±{self.threshold_pct:g}%)"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +114,7 @@ class ReportData:
     os: pd.DataFrame = field(default_factory=lambda: _empty(("os", "requests")))
     browsers: pd.DataFrame = field(default_factory=lambda: _empty(("browser", "requests")))
     quality: dict[str, int] = field(default_factory=dict)
+    crosscheck: CrossCheck | None = None  # only when the CloudWatch cross-check is configured
 
     def __post_init__(self) -> None:
         # Fail early with a precise message: a wrong shape would otherwise surface as an

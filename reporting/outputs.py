@@ -58,7 +58,7 @@ def summary_dict(data: ReportData) -> dict[str, Any]:
     peak = find_peak(data.minute)
     per_distro = data.distro_daily.groupby(data.distro_daily["distro"].astype(str))[list(MEASURES)].sum()
     latest, previous = insights_tables(data.hourly, data.date)
-    return {
+    summary = {
         "date": data.date.isoformat(),
         "report_tz": data.report_tz,
         "distributions": list(data.distributions),
@@ -71,6 +71,11 @@ def summary_dict(data: ReportData) -> dict[str, Any]:
         "insights": latest.as_records(),
         "insights_previous_day": previous.as_records(),
     }
+    if data.crosscheck is not None:  # only when the CloudWatch cross-check ran: older summaries unchanged
+        table = data.crosscheck.table.astype(object).where(data.crosscheck.table.notna(), None)
+        summary["crosscheck"] = {"threshold_pct": data.crosscheck.threshold_pct, "alerts": data.crosscheck.alerts,
+                                 "table": table.to_dict(orient="records")}  # fmt: skip
+    return summary
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:

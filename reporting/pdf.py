@@ -17,6 +17,7 @@ from reporting.insights import insights_tables
 from reporting.model import ReportData
 from reporting.pdf_charts import bandwidth_chart, hourly_charts
 from reporting.pdf_tables import (
+    crosscheck_flowable,
     distributions_flowable,
     edges_flowable,
     insights_flowable,
@@ -123,7 +124,27 @@ def _overview(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) -
         # Data quality belongs on page 1: a reject spike changes how every figure above reads.
         Paragraph("データ品質 Data quality", st["h2"]),
         quality_flowable(data, fonts),
+        *_crosscheck(data, fonts, st),
     ]
+
+
+def _crosscheck(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) -> list[Any]:
+    """CloudWatch vs logs, next to data quality: both say whether the figures above are complete."""
+    check = data.crosscheck
+    if check is None:
+        return []
+    notes = [Paragraph(_escape(line), st["note"]) for line in check.alerts[:8]]
+    return [
+        Paragraph("CloudWatch 照合 CloudWatch cross-check", st["h2"]),
+        crosscheck_flowable(check, fonts),
+        Paragraph(_escape(check.summary_line()) + " &mdash; CW = CloudWatch, diff = (logs - CW) / CW; "
+                  "CloudWatch bytes are GET/HEAD/OPTIONS bodies, log bytes include headers.", st["note"]),
+        *notes,
+    ]
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _details(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) -> list[Any]:

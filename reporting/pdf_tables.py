@@ -12,7 +12,7 @@ from reportlab.platypus import Paragraph, Table, TableStyle
 
 from reporting.fonts import FontSet
 from reporting.insights import InsightsTable
-from reporting.model import MEASURES, ReportData
+from reporting.model import MEASURES, CrossCheck, ReportData
 from reporting.units import fmt_gb, fmt_int, fmt_percent
 
 HEADER_BG = colors.HexColor("#1f3b5a")
@@ -172,3 +172,27 @@ def quality_flowable(data: ReportData, fonts: FontSet) -> Table:
     rows = [header, [fmt_int(q.get("files", 0)), fmt_int(q.get("damaged_files", 0)), fmt_int(read),
                      fmt_int(loaded), fmt_int(rejected), fmt_percent(_ratio(rejected, read), 3), balanced]]
     return _table(rows, [48, 60, 70, 70, 56, 56, 110], fonts, numeric_from=0)
+
+
+def _signed_pct(value: float | None) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:+.2f}%"
+
+
+def crosscheck_flowable(check: CrossCheck, fonts: FontSet) -> Table:
+    """Logs vs CloudWatch per distribution; differences beyond the threshold in red."""
+    header = ["Distribution", "Requests (logs)", "Requests (CW)", "Diff", "GB (logs)", "GB (CW)", "Diff",
+              "Hours over"]
+    rows: list[list[Any]] = [header]
+    extra: list[tuple[Any, ...]] = []
+    for index, (_, r) in enumerate(check.table.iterrows(), start=1):
+        rows.append([str(r["distro"]), fmt_int(r["requests_logs"]), fmt_int(r["requests_cloudwatch"]),
+                     _signed_pct(r["requests_diff_pct"]), fmt_gb(r["bytes_logs"]), fmt_gb(r["bytes_cloudwatch"]),
+                     _signed_pct(r["bytes_diff_pct"]), fmt_int(r["hours_over"])])
+        for col, key in ((3, "requests_diff_pct"), (6, "bytes_diff_pct")):
+            value = r[key]
+            if value is None or pd.isna(value) or abs(value) > check.threshold_pct:
+                extra.append(("TEXTCOLOR", (col, index), (col, index), UP))
+    if len(rows) > 2:  # the last row is the total of the distributions above it
+        extra += [("FONT", (0, -1), (-1, -1), fonts.latin_bold, FONT_SIZE),
+                  ("LINEABOVE", (0, -1), (-1, -1), 0.8, HEADER_BG)]
+    return _table(rows, [78, 66, 80, 44, 62, 66, 44, 46], fonts, extra=extra)

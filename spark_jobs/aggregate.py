@@ -13,7 +13,7 @@ import argparse
 import datetime as dt
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -126,10 +126,7 @@ def select_minute_bandwidth(minutes: DataFrame) -> DataFrame:
 def report_day_bounds(date: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime, list[dt.date]]:
     """[start, end) of local day `date` in UTC, and the UTC dates (dt partitions) it touches."""
     zone = ZoneInfo(tz)
-    start, end = (
-        dt.datetime.combine(d, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
-        for d in (date, date + dt.timedelta(days=1))
-    )
+    start, end = (dt.datetime.combine(d, dt.time(0), zone).astimezone(dt.UTC) for d in (date, date + dt.timedelta(1)))
     last = (end - dt.timedelta(microseconds=1)).date()
     return start, end, [start.date() + dt.timedelta(days=i) for i in range((last - start.date()).days + 1)]
 
@@ -155,12 +152,6 @@ _DIMENSIONS: dict[str, tuple[tuple[str, ...], int | None]] = {
     "device_type": (("device_type",), None),
     "os": (("os",), TOP_VIEWERS),
     "browser": (("browser",), TOP_VIEWERS),
-}
-TOP_TABLES: dict[str, tuple[str, ...]] = {
-    "stats_top_objects": ("object",),
-    "stats_top_referrers": ("referrer",),
-    "stats_edge_locations": ("edge_location",),
-    "stats_viewers": ("device_type", "os", "browser"),
 }
 
 
@@ -192,9 +183,7 @@ def agg_dimensions(day: DataFrame) -> DataFrame:
     )
     # Outside a row's own grouping set every key is NULL, so coalesce picks the grouped one.
     value = F.coalesce(*[F.col(k) for k in keys if k != "distro"])
-    return grouped.withColumn("value", value).where(
-        (F.col("dimension") != "referrer") | F.col("value").isNotNull()
-    )
+    return grouped.withColumn("value", value).where((F.col("dimension") != "referrer") | F.col("value").isNotNull())
 
 
 def ranked(grouped: DataFrame, dimensions: Sequence[str]) -> DataFrame:
@@ -218,27 +207,34 @@ def hit_ratio() -> Column:
 
 
 def top_objects(grouped: DataFrame) -> DataFrame:
-    return ranked(grouped, TOP_TABLES["stats_top_objects"]).select(
+    return ranked(grouped, ("object",)).select(
         "rank", "distro", F.col("value").alias("uri"), "requests", "hits", "misses", hit_ratio(),
         "bytes", "bytes_missed", "incomplete", "http2xx", "http3xx", "http4xx", "http5xx",
     )  # fmt: skip
 
 
 def top_referrers(grouped: DataFrame) -> DataFrame:
-    return ranked(grouped, TOP_TABLES["stats_top_referrers"]).select(
-        "rank", F.col("value").alias("referrer_domain"), "requests", "bytes"
-    )
+    return ranked(grouped, ("referrer",)).select("rank", F.col("value").alias("referrer_domain"), "requests", "bytes")
 
 
 def edge_locations(grouped: DataFrame) -> DataFrame:
-    return ranked(grouped, TOP_TABLES["stats_edge_locations"]).select(
+    return ranked(grouped, ("edge_location",)).select(
         "rank", F.col("value").alias("edge_location"), "requests", "bytes", hit_ratio()
     )
 
 
 def viewers(grouped: DataFrame) -> DataFrame:
     """All device types, the top OS and browsers: (dimension, value, requests, rank) rows."""
-    return ranked(grouped, TOP_TABLES["stats_viewers"]).select("dimension", "value", "requests", "rank")
+    return ranked(grouped, ("device_type", "os", "browser")).select("dimension", "value", "requests", "rank")
+
+
+# Each top-list table, how it is built and the dimensions it lists.
+TOP_TABLES: dict[str, tuple[Callable[[DataFrame], DataFrame], tuple[str, ...]]] = {
+    "stats_top_objects": (top_objects, ("object",)),
+    "stats_top_referrers": (top_referrers, ("referrer",)),
+    "stats_edge_locations": (edge_locations, ("edge_location",)),
+    "stats_viewers": (viewers, ("device_type", "os", "browser")),
+}
 
 
 def with_report_keys(df: DataFrame, date: dt.date, tz: str) -> DataFrame:
@@ -251,14 +247,9 @@ def write_replacing(df: DataFrame, path: str, predicate: str, partition: str) ->
     writer.partitionBy(partition).save(path)
 
 
-def rebuild_dates(date: dt.date, extra: Sequence[dt.date] | None) -> list[dt.date]:
-    window = [date - dt.timedelta(days=n) for n in (2, 1, 0)]
-    return sorted(set(window) | set(extra or ()))
-
-
 def write_time_series(logs: DataFrame, args: argparse.Namespace) -> dict[str, Any]:
     """stats_minute and stats_hourly for the wanted dates that cdn_logs has."""
-    wanted = rebuild_dates(args.date, args.dates)
+    wanted = [args.date - dt.timedelta(days=n) for n in (2, 1, 0)] + list(args.dates or ())
     minutes = (
         logs.transform(filter_partitions, wanted, args.distributions)
         .transform(with_minute)
@@ -291,23 +282,17 @@ def write_top_lists(logs: DataFrame, args: argparse.Namespace) -> dict[str, int]
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     predicate = f"report_date = '{args.date.isoformat()}' AND report_tz = '{args.report_tz}'"
-    builders = {
-        "stats_top_objects": top_objects,
-        "stats_top_referrers": top_referrers,
-        "stats_edge_locations": edge_locations,
-        "stats_viewers": viewers,
-    }
     try:
         # Fills the cache; the rows each table gets follow from the sizes and the limits.
         sizes = {r["dimension"]: r["count"] for r in grouped.groupBy("dimension").count().collect()}
-        for table, build in builders.items():
+        for table, (build, _) in TOP_TABLES.items():
             df = grouped.transform(build).transform(with_report_keys, args.date, args.report_tz)
             write_replacing(df, table_path(args.warehouse, table), predicate, "report_date")
     finally:
         grouped.unpersist()
     return {
         table: sum(min(sizes.get(d, 0), _DIMENSIONS[d][1] or sizes.get(d, 0)) for d in dims)
-        for table, dims in TOP_TABLES.items()
+        for table, (_, dims) in TOP_TABLES.items()
     }
 
 

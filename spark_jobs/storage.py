@@ -22,6 +22,9 @@ TABLES = (
     "stats_top_referrers",
     "stats_edge_locations",
     "stats_viewers",
+    "miss_rules",
+    "miss_top_objects",
+    "miss_edge_ratio",
 )
 
 

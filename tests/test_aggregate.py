@@ -156,7 +156,7 @@ def test_late_rows_are_picked_up_and_extra_dates_rebuilt(spark: Any, tmp_path: P
 
 def top_rows(spark: Any, warehouse: str, table: str, tz: str, columns: list[str]) -> list[tuple[Any, ...]]:
     rows = read(spark, warehouse, table).where(f"report_date = '{D}' AND report_tz = '{tz}'").collect()
-    return [tuple(r[c] for c in columns) for r in sorted(rows, key=lambda r: (r["rank"]))]
+    return [tuple(r[c] for c in columns) for r in sorted(rows, key=lambda r: r["rank"])]
 
 
 def test_top_lists_of_the_utc_day(spark: Any, warehouse: dict[str, Any]) -> None:

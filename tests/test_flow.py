@@ -25,7 +25,7 @@ from moto import mock_aws
 
 from flows import daily, pipeline
 from flows import runner as runner_module
-from flows.artifacts import SUMMARY_KEY
+from flows.artifacts import CSV_KEY, INSIGHTS_KEY, PDF_KEY, SUMMARY_KEY
 from flows.demo import generate_days
 from flows.notify import FanoutNotifier, ProgressEvent
 from flows.settings import Settings, load_settings
@@ -162,6 +162,11 @@ def test_artifacts_and_masked_parameters(first_run: Any) -> None:
     _, summary, _ = first_run
     artifact = Artifact.get(SUMMARY_KEY)
     assert artifact is not None and f"# CDN daily {D}" in str(artifact.data)
+    insights = Artifact.get(INSIGHTS_KEY)
+    assert insights is not None and "Request Count (M)" in str(insights.data) and "JUN-09" in str(insights.data)
+    for key, name in ((PDF_KEY, "cdn_report.pdf"), (CSV_KEY, "cdn_statistics.csv")):
+        link = Artifact.get(key)
+        assert link is not None and "(file://" in str(link.data) and name in str(link.data)  # stored as markdown
     with get_client(sync_client=True) as client:
         stored = client.read_flow_run(summary["flow_run_id"]).parameters
     assert stored["settings"]["slack_webhook_url"] == "***set***"  # the webhook never reaches the database
@@ -206,13 +211,15 @@ class FakeStages:
             self.writers -= 1
         return {"date": date.isoformat(), "files": 1, "lines_read": 10, "loaded": 9, "rejected": 1}
 
-    def report(self, settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
+    def report(self, settings: Settings, date: dt.date, distributions: list[str] | None,
+               crosscheck: Any = None) -> dict[str, Any]:  # fmt: skip
         day = {"request_count": 9, "bytes_requested": 2**30}
         return {"paths": {"pdf": "/tmp/r.pdf", "csv": "/tmp/r.csv", "summary": "/tmp/s.json"},
                 "summary": {"days": {date.isoformat(): day}, "peak": {"time": "13:37"}, "peak_text": "1 GB",
                             "quality": {}, "insights": []}}  # fmt: skip
 
-    def email(self, settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool) -> dict[str, Any]:
+    def email(self, settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool,
+              crosscheck: Any = None) -> dict[str, Any]:  # fmt: skip
         self.emails.append(date.isoformat())
         return {"sent": True, "detail": "sent via fake"}
 
@@ -224,7 +231,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> tuple[FakeSt
     monkeypatch.setattr(daily.ingest_task, "fn", stages.ingest)
     monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: {})
     monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
-    monkeypatch.setattr(pipeline, "reconcile", lambda settings, date, distributions: {"ok": True})
+    monkeypatch.setattr(daily.reconcile_task, "fn", lambda settings, date, distributions: {"date": str(date)})
     monkeypatch.setattr(daily.build_report_task, "fn", stages.report)
     monkeypatch.setattr(daily.send_email_task, "fn", stages.email)
     monkeypatch.setattr(daily, "notifier_from_settings", lambda settings: FanoutNotifier([recorder]))
@@ -266,9 +273,13 @@ def test_reconciliation_failure_sends_no_email_and_alerts(fakes: Any, tmp_path: 
                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     stages, recorder = fakes
     monkeypatch.setattr(daily.check_raw_files_task, "fn", good_check)
-    bad = {"date": D.isoformat(), "ok": False, "mismatches": ["request_count: stats 9 != raw 10"]}
-    monkeypatch.setattr(pipeline, "reconcile", lambda settings, date, distributions: bad)
-    with pytest.raises(daily.ReconciliationError, match="stats 9 != raw 10"):
+    from spark_jobs.reconcile import ReconciliationError
+
+    def mismatch(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
+        raise ReconciliationError(date, ["request_count: statistics 9 != raw rows 10"])
+
+    monkeypatch.setattr(daily.reconcile_task, "fn", mismatch)
+    with pytest.raises(ReconciliationError, match="statistics 9 != raw rows 10"):
         daily.cdn_daily(date=D, resend_email=True, settings=make_settings(tmp_path))
     assert stages.emails == []
     failed = recorder.events[-1]
