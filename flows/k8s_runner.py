@@ -34,12 +34,12 @@ GROUP, VERSION, PLURAL = "sparkoperator.k8s.io", "v1beta2", "sparkapplications"
 API_VERSION = f"{GROUP}/{VERSION}"
 APP_ROOT = "/opt/cdnlake"  # where the Dockerfile puts the project
 IVY_SETTINGS = f"{APP_ROOT}/conf/ivysettings.xml"
-# hadoop 3.4 uses the AWS SDK v2: the v1 class com.amazonaws.auth.WebIdentityTokenCredentialsProvider
-# is not on the classpath any more. This one reads the IRSA token file the EKS webhook mounts.
+# hadoop 3.4 uses the AWS SDK v2 (the v1 com.amazonaws.auth.WebIdentityTokenCredentialsProvider is gone).
+# The driver's session builder (spark_jobs.session) overrides it with DefaultCredentialsProvider, whose
+# chain tries this provider right after env/system-property keys (which pods never get): IRSA either way.
 WEB_IDENTITY_PROVIDER = "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider"
 DONE, FAILED = "COMPLETED", ("FAILED", "SUBMISSION_FAILED")
-# The operator names the driver pod "<app>-driver"; keeping the app name within 56 characters keeps
-# that pod name a valid 63-character DNS label (and the app name well under 63).
+# The driver pod is "<app>-driver": a 56-character app name keeps it a valid 63-character DNS label.
 MAX_NAME = 63 - len("-driver")
 APP_UID = 185  # the image's non-root user (Spark images' convention)
 

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import statistics
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,9 +138,26 @@ def reconcile(settings: Settings, date: dt.date, distributions: list[str] | None
 
 
 def report_dir(settings: Settings, date: dt.date) -> Path:
-    if settings.reports.startswith("s3"):
-        raise NotImplementedError("s3 reports are uploaded by flows.storage.publish_reports")
+    """Where a date's outputs are written: the reports folder, or a local staging folder for S3."""
+    if settings.reports.startswith(("s3://", "s3a://")):
+        return Path(tempfile.gettempdir()) / "cdnlake-reports" / date.isoformat()
     return Path(settings.reports) / date.isoformat()
+
+
+def publish_reports(settings: Settings, date: dt.date, paths: dict[str, Path]) -> dict[str, str]:
+    """Upload staged outputs to `<reports>/<date>/` when the reports location is S3."""
+    if not settings.reports.startswith(("s3://", "s3a://")):
+        return {k: str(v) for k, v in paths.items()}
+    import boto3
+
+    bucket, _, prefix = settings.reports.split("://", 1)[1].partition("/")
+    client = boto3.client("s3", region_name=settings.aws_region)
+    uris = {}
+    for key, path in paths.items():
+        object_key = "/".join(p for p in (prefix.strip("/"), date.isoformat(), path.name) if p)
+        client.upload_file(str(path), bucket, object_key)
+        uris[key] = f"s3://{bucket}/{object_key}"
+    return uris
 
 
 def build_report(
@@ -157,7 +175,7 @@ def build_report(
     if crosscheck is not None:
         data = dataclasses.replace(data, crosscheck=crosscheck_data(crosscheck))
     paths = write_outputs(data, report_dir(settings, date))
-    return {"paths": {k: str(v) for k, v in paths.items()}, "summary": summary_dict(data)}
+    return {"paths": publish_reports(settings, date, paths), "summary": summary_dict(data)}
 
 
 def send_email(

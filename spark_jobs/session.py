@@ -136,15 +136,22 @@ def build_session(
     builder = SparkSession.builder.appName(app_name)
     conf = base_conf(master)
     conf.update(extra_conf or {})
-    packages = conf["spark.jars.packages"].split(",")
+    if master is None:
+        # Under spark-submit (Kubernetes, standalone submit) what the submitter set wins:
+        # e.g. the web-identity credentials provider or a larger shuffle partition count.
+        from pyspark import SparkConf
+
+        submitted = SparkConf()
+        conf = {k: v for k, v in conf.items() if not submitted.contains(k)}
+    packages = conf.get("spark.jars.packages", "").split(",")
     jars = cached_jars(packages) if master and master.startswith("local") else None
-    if jars:
+    if jars and "spark.jars.packages" in conf:
         del conf["spark.jars.packages"]
         conf["spark.jars"] = jars
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    if not jars:
+    if not jars and master and master.startswith("local"):
         remember_jars(spark, packages)
     spark.sparkContext.setLogLevel("WARN")
     return spark
