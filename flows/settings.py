@@ -61,6 +61,11 @@ class Settings:
     k8s_service_account: str = "cdnlake-spark"
     k8s_executor_instances: int = 2
     k8s_timeout_s: int = 3600
+    k8s_driver_cores: int = 1
+    k8s_driver_memory: str = "4g"
+    k8s_executor_cores: int = 2
+    k8s_executor_memory: str = "4g"
+    k8s_max_executors: int = 0  # > 0 turns on dynamic allocation up to this many executors
     # Privacy at ingest: client IPs truncated to /24 (IPv4) and /48 (IPv6) by default; `hash`
     # replaces them with an HMAC keyed by ip_hash_key; cookies are dropped unless keep_cookies.
     anonymize_ip: str = "truncate"  # none | truncate | hash
