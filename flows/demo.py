@@ -64,8 +64,9 @@ def run_demo(settings: Settings, date: dt.date = DEMO_DATE, rows: int = DEMO_ROW
     counts = [int(rows * scale) for scale in _DAY_SCALE]
     print(f"demo: {DEMO_DISTRIBUTIONS} distributions, {dates[0]}..{date}, {sum(counts):,} log lines "
           f"-> {settings.source}")  # fmt: skip
-    generated = generate_days(Path(settings.source), dates, DEMO_DISTRIBUTIONS, counts, DEMO_SEED)
-    ids = [d.lower() for d in generated[date].distribution_ids]
+    generated = generate_days(Path(settings.source), dates, DEMO_DISTRIBUTIONS, counts, DEMO_SEED, files_per_hour=2)
+    # Only name the demo's distributions when CDNLAKE_DISTRIBUTIONS would otherwise filter them out.
+    ids = [d.lower() for d in generated[date].distribution_ids] if settings.distributions else None
     # Re-send: each demo run leaves a fresh e-mail to look at (the ledger would skip a second one).
     summary = cdn_daily(date=date, distributions=ids, resend_email=True, settings=settings)
     totals, report = summary["totals"], summary["report"]

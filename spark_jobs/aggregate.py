@@ -144,35 +144,23 @@ def with_referrer_domain(df: DataFrame) -> DataFrame:
     return df.withColumn("referrer_domain", F.nullif(host, F.lit("")))
 
 
-# Each top list: its grouping set and how many rows it keeps (None: all of them).
-_DIMENSIONS: dict[str, tuple[tuple[str, ...], int | None]] = {
-    "object": (("distro", "uri"), TOP_OBJECTS),
-    "referrer": (("referrer_domain",), TOP_REFERRERS),
-    "edge_location": (("edge_location",), None),
-    "device_type": (("device_type",), None),
-    "os": (("os",), TOP_VIEWERS),
-    "browser": (("browser",), TOP_VIEWERS),
+# Each top list: the column it ranks and how many rows it keeps (None: all of them).
+_DIMENSIONS: dict[str, tuple[str, int | None]] = {
+    "object": ("uri", TOP_OBJECTS),  # with its distro
+    "referrer": ("referrer_domain", TOP_REFERRERS),
+    "edge_location": ("edge_location", None),
+    "device_type": ("device_type", None),
+    "os": ("os", TOP_VIEWERS),
+    "browser": ("browser", TOP_VIEWERS),
 }
+_SMALL = [key for name, (key, _) in _DIMENSIONS.items() if name != "object"]
+_COUNTS = ("requests", "hits", "misses", "bytes", "bytes_missed", "incomplete",
+           "http2xx", "http3xx", "http4xx", "http5xx")  # fmt: skip
 
 
-def agg_dimensions(day: DataFrame) -> DataFrame:
-    """Every top list's counts from one scan and one shuffle, via grouping sets.
-
-    One row per (dimension, value); `value` is the grouped key (the URI for objects, whose
-    distribution stays in `distro`). Requests without a referrer domain are not listed.
-    """
-    rows = day.select(
-        "distro", F.col("cs_uri_stem").alias("uri"), "referrer_domain",
-        F.col("x_edge_location").alias("edge_location"), "device_type", "os", "browser",
-        "sc_bytes", "sc_status", "status_class", "x_edge_result_type", "x_edge_response_result_type",
-    )  # fmt: skip
+def _count_aggs() -> list[Column]:
     rule = conditions()
-    keys = list(dict.fromkeys(c for cols, _ in _DIMENSIONS.values() for c in cols))
-    dimension = F.lit(None).cast("string")
-    for name, (cols, _) in _DIMENSIONS.items():  # each set's last key belongs to no other set
-        dimension = F.when(F.grouping(cols[-1]) == 0, F.lit(name)).otherwise(dimension)
-    grouped = rows.groupingSets([list(cols) for cols, _ in _DIMENSIONS.values()], *keys).agg(
-        dimension.alias("dimension"),
+    return [
         F.count(F.lit(1)).alias("requests"),
         F.count_if(rule["hit"]).alias("hits"),
         F.count_if(rule["miss"]).alias("misses"),
@@ -180,10 +168,39 @@ def agg_dimensions(day: DataFrame) -> DataFrame:
         _bytes_if(rule["miss"]).alias("bytes_missed"),
         F.count_if(rule["incomplete"]).alias("incomplete"),
         *[F.count_if(rule[f"http{n}xx"]).alias(f"http{n}xx") for n in (2, 3, 4, 5)],
+    ]
+
+
+def agg_dimensions(day: DataFrame) -> DataFrame:
+    """Counts of every top list: one row per (dimension, value), objects also keyed by distro.
+
+    One scan and one shuffle of the rows, grouped twice: per (distro, uri) and per combination of
+    the five small dimensions (thousands, not millions). The combinations are then rolled up per
+    dimension, which costs far less than a six-way expansion of every row. Requests without a
+    referrer domain are not listed.
+    """
+    rows = day.select(
+        "distro", F.col("cs_uri_stem").alias("uri"), "referrer_domain",
+        F.col("x_edge_location").alias("edge_location"), "device_type", "os", "browser",
+        "sc_bytes", "sc_status", "status_class", "x_edge_result_type", "x_edge_response_result_type",
+    )  # fmt: skip
+    level1 = rows.groupingSets([["distro", "uri"], _SMALL], "distro", "uri", *_SMALL).agg(
+        F.grouping("uri").alias("combination"), *_count_aggs()
     )
-    # Outside a row's own grouping set every key is NULL, so coalesce picks the grouped one.
-    value = F.coalesce(*[F.col(k) for k in keys if k != "distro"])
-    return grouped.withColumn("value", value).where((F.col("dimension") != "referrer") | F.col("value").isNotNull())
+    objects = level1.where(F.col("combination") == 0).select(
+        F.lit("object").alias("dimension"), "distro", F.col("uri").alias("value"), *_COUNTS
+    )
+    dimension = F.lit(None).cast("string")
+    for name, (key, _) in _DIMENSIONS.items():
+        if key in _SMALL:
+            dimension = F.when(F.grouping(key) == 0, F.lit(name)).otherwise(dimension)
+    rolled = level1.where(F.col("combination") == 1).groupingSets([[k] for k in _SMALL], *_SMALL)
+    # Outside its own grouping set every key is NULL, so coalesce picks the grouped one.
+    small = rolled.agg(dimension.alias("dimension"), *[F.sum(c).alias(c) for c in _COUNTS]).select(
+        "dimension", F.lit(None).cast("string").alias("distro"), F.coalesce(*_SMALL).alias("value"), *_COUNTS
+    )
+    listed = (F.col("dimension") != "referrer") | F.col("value").isNotNull()
+    return objects.unionByName(small).where(listed)
 
 
 def ranked(grouped: DataFrame, dimensions: Sequence[str]) -> DataFrame:

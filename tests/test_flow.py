@@ -347,3 +347,25 @@ def test_local_prefect_sets_defaults_only() -> None:
             assert TIMEOUT.value() == 180
     finally:
         logging.getLogger("prefect").setLevel(level)
+
+
+def test_markdown_and_insights_rendering() -> None:
+    from flows.artifacts import insights_rows, render_markdown, uri_for
+
+    summary = {
+        "date": "2024-06-09", "dates_ingested": ["2024-06-09"], "totals": {"requests": 1234567, "gb": 1.5},
+        "peak_text": "1.00 GB (0.13Gbps) at 13:37", "email": {"detail": "sent via outbox"},
+        "quality": {"files": 2, "lines_read": 10, "loaded": 9, "rejected": 1},
+        "durations": {"check": 0.2, "ingest": 12.34}, "anomalies": ["volume low"],
+        "insights": [{"measure": "Request Count (M)", "previous": "1.00", "current": "1.10", "trend": "+10.00%",
+                      "previous_date": "2024-06-08", "current_date": "2024-06-09"}],
+    }  # fmt: skip
+    text = render_markdown(summary)
+    for expected in ("# CDN daily 2024-06-09", "- requests: 1,234,567", "| 2 | 0 | 10 | 9 | 1 |",
+                     "| ingest | 12.3 |", "- volume low", "- distributions: all"):  # fmt: skip
+        assert expected in text, expected
+    assert insights_rows(summary) == [
+        {"MEASURES": "Request Count (M)", "JUN-08": "1.00", "JUN-09": "1.10", "TREND": "+10.00%"}
+    ]
+    assert uri_for("s3://bucket/r.pdf") == "s3://bucket/r.pdf"
+    assert uri_for("/tmp/x/r.pdf") == "file:///tmp/x/r.pdf"
