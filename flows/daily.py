@@ -45,11 +45,11 @@ _LOCAL_WRITES = threading.Lock()
 # Caching off everywhere: a re-run of a date must really re-ingest, re-aggregate and re-check.
 # Listing, Spark submission and e-mail are I/O: retried with exponential backoff and jitter so a
 # throttled S3 listing or a busy cluster gets a second chance without a thundering herd.
-_IO = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=10), "retry_jitter_factor": 0.5,
-       "cache_policy": NO_CACHE}  # fmt: skip
+_IO: dict[str, Any] = dict(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
+                             retry_jitter_factor=0.5, cache_policy=NO_CACHE)  # fmt: skip
 # Spark jobs replace whole partitions (idempotent), so a retry is safe; they are long, so fewer.
-_SPARK = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=30), "retry_jitter_factor": 0.5,
-          "cache_policy": NO_CACHE}  # fmt: skip
+_SPARK: dict[str, Any] = dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=30),
+                              retry_jitter_factor=0.5, cache_policy=NO_CACHE)  # fmt: skip
 
 
 class BackfillError(RuntimeError):
@@ -74,20 +74,20 @@ def _flow(**options: Any) -> Any:
 
 # ---------------------------------------------------------------- tasks (one per stage)
 # The stages are plain functions of flows.pipeline; these wrap them one-to-one.
-check_raw_files_task = task(pipeline.check_raw_files, name="check-raw-files", **_IO)
-dates_to_ingest_task = task(pipeline.dates_to_ingest, name="dates-to-ingest", **_IO)
-ingest_task = task(pipeline.ingest_date, name="ingest", task_run_name="ingest-{date}", **_SPARK)
-compact_task = task(pipeline.compact, name="compact", task_run_name="compact-{date}", **_SPARK)
-aggregate_task = task(pipeline.aggregate, name="aggregate", **_SPARK)
-build_report_task = task(pipeline.build_report, name="build-report", retries=1, retry_delay_seconds=10,
-                         cache_policy=NO_CACHE)  # fmt: skip
-send_email_task = task(pipeline.send_email, name="send-email", **_IO)
+check_raw_files_task = task(name="check-raw-files", **_IO)(pipeline.check_raw_files)
+dates_to_ingest_task = task(name="dates-to-ingest", **_IO)(pipeline.dates_to_ingest)
+ingest_task = task(name="ingest", task_run_name="ingest-{date}", **_SPARK)(pipeline.ingest_date)
+compact_task = task(name="compact", task_run_name="compact-{date}", **_SPARK)(pipeline.compact)
+aggregate_task = task(name="aggregate", **_SPARK)(pipeline.aggregate)
+build_report_task = task(name="build-report", retries=1, retry_delay_seconds=10,
+                         cache_policy=NO_CACHE)(pipeline.build_report)  # fmt: skip
+send_email_task = task(name="send-email", **_IO)(pipeline.send_email)
 # The reconcile job raises on any mismatch; bad data does not improve on a retry.
-reconcile_task = task(pipeline.reconcile, name="reconcile", task_run_name="reconcile-{date}", retries=0,
-                      cache_policy=NO_CACHE)  # fmt: skip
-catalog_task = task(pipeline.register_catalog, name="register-catalog", **_IO)
+reconcile_task = task(name="reconcile", task_run_name="reconcile-{date}", retries=0,
+                      cache_policy=NO_CACHE)(pipeline.reconcile)  # fmt: skip
+catalog_task = task(name="register-catalog", **_IO)(pipeline.register_catalog)
 # Never raises (a CloudWatch outage must not block the report); None when not configured.
-crosscheck_task = task(pipeline.safe_crosscheck, name="cloudwatch-crosscheck", cache_policy=NO_CACHE)
+crosscheck_task = task(name="cloudwatch-crosscheck", cache_policy=NO_CACHE)(pipeline.safe_crosscheck)
 
 
 def default_date(settings: Settings, now: dt.datetime | None = None) -> dt.date:
@@ -257,6 +257,7 @@ def cdn_backfill(
         states = {d: cdn_daily(date=d, distributions=distributions, resend_email=resend_email, settings=settings,
                                return_state=True) for d in dates}  # fmt: skip
     else:
+        runner: Any  # the submit() overloads of Prefect confuse mypy for a sync task
         with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
             futures = {d: runner.submit(backfill_date_task, {"date": d, "distributions": distributions,
                                                              "resend_email": resend_email, "settings": settings})
