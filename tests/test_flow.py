@@ -369,3 +369,18 @@ def test_markdown_and_insights_rendering() -> None:
     ]
     assert uri_for("s3://bucket/r.pdf") == "s3://bucket/r.pdf"
     assert uri_for("/tmp/x/r.pdf") == "file:///tmp/x/r.pdf"
+
+
+def test_csv_equals_duckdb_over_the_raw_files(first_run: Any, dataset: Any) -> None:
+    """Every cell of cdn_statistics.csv equals DuckDB's computation straight from the gz files."""
+    from bench.duckdb_reference import hourly_statistics
+
+    _, summary, _ = first_run
+    root, _ = dataset
+    expected = {(str(r[0]), int(r[1])): [int(x) for x in r[2:]]
+                for r in hourly_statistics(sorted((root / "landing").rglob("*.gz")))}  # fmt: skip
+    rows = Path(summary["report"]["csv"]).read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 73
+    for row in rows[1:]:
+        cells = row.split(",")
+        assert cells[2:] == [str(v) for v in expected.get((cells[0], int(cells[1])), [0] * 11)], row
