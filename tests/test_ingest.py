@@ -18,7 +18,9 @@ DATES = ("2016-06-10", "2018-11-07", "2019-12-04", "2022-04-19", "2024-07-13")
 
 
 def run_ingest(spark: Any, source: Path, warehouse: Path, date: str) -> dict[str, Any]:
-    args = ingest.build_parser().parse_args(["--date", date, "--source", str(source), "--warehouse", str(warehouse)])
+    args = ingest.build_parser().parse_args(
+        ["--date", date, "--source", str(source), "--warehouse", str(warehouse)]
+    )
     return ingest.run(spark, args)
 
 
@@ -44,7 +46,11 @@ def rows(loaded: dict[str, Any], date: str) -> list[Any]:
 def test_counts_per_date(loaded: dict[str, Any]) -> None:
     r = loaded["results"]
     # 2019-12-04: double-encoded (1) + aws-docs (3, one with a trailing empty field) + IPv6 (1) + 26-field (1)
-    assert (r["2019-12-04"]["lines_read"], r["2019-12-04"]["loaded"], r["2019-12-04"]["rejected"]) == (6, 6, 0)
+    assert (r["2019-12-04"]["lines_read"], r["2019-12-04"]["loaded"], r["2019-12-04"]["rejected"]) == (
+        6,
+        6,
+        0,
+    )
     assert (r["2018-11-07"]["loaded"], r["2018-11-07"]["rejected"]) == (5, 0)
     assert (r["2024-07-13"]["loaded"], r["2024-07-13"]["rejected"]) == (0, 1)
     assert r["2019-12-04"]["per_distro"] == {D: {"files": 4, "lines_read": 6, "loaded": 6, "rejected": 0}}
@@ -57,8 +63,7 @@ def test_23_field_refresh_hit_line(loaded: dict[str, Any]) -> None:
     assert row.sc_bytes == 224281 and row.time_taken == pytest.approx(0.036)
     assert row.cs_protocol_version is None and row.c_port is None  # not declared by a 23-field file
     assert row.cs_user_agent == (
-        "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) "
-        "Chrome/51.0.2704.79 Safari/537.36"
+        "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/51.0.2704.79 Safari/537.36"
     )
     assert (row.device_type, row.os, row.browser) == ("desktop", "Windows", "Chrome")
 
@@ -95,7 +100,9 @@ def test_status_000_has_no_class(loaded: dict[str, Any]) -> None:
 
 def test_rejects_and_ingest_files(spark: Any, loaded: dict[str, Any]) -> None:
     wh = loaded["warehouse"]
-    (reject,) = spark.read.format("delta").load(str(wh / "cdn_logs_rejects")).where("dt = '2024-07-13'").collect()
+    (reject,) = (
+        spark.read.format("delta").load(str(wh / "cdn_logs_rejects")).where("dt = '2024-07-13'").collect()
+    )
     assert reject.reason == "column count check: header declares 33 fields, line has 31"
     assert reject.line_no == 3 and reject.raw_line.startswith("2024-07-13\t15:29:45\tEWR53-C1")
     files = spark.read.format("delta").load(str(wh / "ingest_files")).collect()

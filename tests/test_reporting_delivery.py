@@ -19,8 +19,12 @@ from reporting.sample import report_data_from_totals
 
 D = dt.date(2024, 6, 9)
 GIB = 2**30
-CONFIG = EmailConfig(sender="cdn-report@example.com", to=["ops@example.com"], cc=["lead@example.com"],
-                     bcc=["audit@example.com"])
+CONFIG = EmailConfig(
+    sender="cdn-report@example.com",
+    to=["ops@example.com"],
+    cc=["lead@example.com"],
+    bcc=["audit@example.com"],
+)
 CSV = b"DATE,TIME\n2024-06-09,0\n"
 PDF = b"%PDF-1.4 fake report"
 
@@ -35,8 +39,12 @@ def message():
 @pytest.fixture
 def aws(monkeypatch):
     # Fake credentials for moto only, so a developer's real profile can never be used by a test.
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
         yield boto3.client("sesv2", region_name="us-east-1")
@@ -65,8 +73,11 @@ def test_ses_send_through_moto(aws, message, tmp_path):
     entries = ledger.entries("2024-06-09")
     assert len(entries) == 1 and entries[0]["message_id"] == result.message_id
     assert entries[0]["sender_kind"] == "ses"
-    assert entries[0]["recipients"] == {"to": ["ops@example.com"], "cc": ["lead@example.com"],
-                                        "bcc": ["audit@example.com"]}
+    assert entries[0]["recipients"] == {
+        "to": ["ops@example.com"],
+        "cc": ["lead@example.com"],
+        "bcc": ["audit@example.com"],
+    }
 
 
 def test_ses_unverified_sender_is_a_clear_delivery_error(aws, message, tmp_path):
@@ -101,8 +112,11 @@ def test_throttling_is_retried_with_backoff(message, tmp_path):
     assert sleeps == [0.5, 1.0]  # jitter 0.5 x (1 s, 2 s)
     assert len(ledger.entries("2024-06-09")) == 1
     request = client.calls[-1]
-    assert request["Destination"] == {"ToAddresses": ["ops@example.com"], "CcAddresses": ["lead@example.com"],
-                                      "BccAddresses": ["audit@example.com"]}
+    assert request["Destination"] == {
+        "ToAddresses": ["ops@example.com"],
+        "CcAddresses": ["lead@example.com"],
+        "BccAddresses": ["audit@example.com"],
+    }
     assert request["FromEmailAddress"] == "cdn-report@example.com"
     assert b"audit@example.com" not in request["Content"]["Raw"]["Data"]
 
@@ -115,8 +129,12 @@ def test_throttling_gives_up_after_max_attempts(message):
     assert not info.value.permanent and len(client.calls) == 3
 
 
-PERMANENT = ["MessageRejected", "MailFromDomainNotVerifiedException", "NotFoundException",
-             "BadRequestException"]
+PERMANENT = [
+    "MessageRejected",
+    "MailFromDomainNotVerifiedException",
+    "NotFoundException",
+    "BadRequestException",
+]
 
 
 @pytest.mark.parametrize("code", PERMANENT)

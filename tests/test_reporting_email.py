@@ -14,15 +14,29 @@ from reporting.sample import report_data_from_totals
 D = dt.date(2024, 6, 9)
 GIB = 2**30
 TOTALS = {
-    "2024-06-08": {"request_count": 258_920_000, "hit_count": 100_000_000, "error_count": 90_260,
-                   "http4xx_count": 1807, "bytes_requested": round(209360.64 * GIB)},
-    "2024-06-09": {"request_count": 304_250_000, "hit_count": 96_960_000, "error_count": 113_340,
-                   "http4xx_count": 1862, "bytes_requested": round(251622.38 * GIB)},
+    "2024-06-08": {
+        "request_count": 258_920_000,
+        "hit_count": 100_000_000,
+        "error_count": 90_260,
+        "http4xx_count": 1807,
+        "bytes_requested": round(209360.64 * GIB),
+    },
+    "2024-06-09": {
+        "request_count": 304_250_000,
+        "hit_count": 96_960_000,
+        "error_count": 113_340,
+        "http4xx_count": 1862,
+        "bytes_requested": round(251622.38 * GIB),
+    },
 }
 CSV = b"DATE,TIME\n2024-06-09,0\n"
 PDF = b"%PDF-1.4 not really a pdf \x00\xff"
-CONFIG = EmailConfig(sender="cdn-report@example.com", to=["ops@example.com", "noc@example.com"],
-                     cc=["lead@example.com"], bcc=["audit@example.com"])
+CONFIG = EmailConfig(
+    sender="cdn-report@example.com",
+    to=["ops@example.com", "noc@example.com"],
+    cc=["lead@example.com"],
+    bcc=["audit@example.com"],
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +76,20 @@ class _TableParser(HTMLParser):
 def test_mime_structure(parsed):
     assert parsed.get_content_type() == "multipart/mixed"
     parts = [p.get_content_type() for p in parsed.walk()]
-    assert parts == ["multipart/mixed", "multipart/alternative", "text/plain", "text/html", "text/csv",
-                     "application/pdf"]
+    assert parts == [
+        "multipart/mixed",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+        "text/csv",
+        "application/pdf",
+    ]
 
 
 def test_headers_and_subject(parsed):
-    assert parsed["Subject"] == ("[cdnlake] CDN daily report 2024-06-09 "
-                                 "(e1abcd2efgh3ij, e2klmn4opqr5st, e3uvwx6yzab7cd)")
+    assert parsed["Subject"] == (
+        "[cdnlake] CDN daily report 2024-06-09 (e1abcd2efgh3ij, e2klmn4opqr5st, e3uvwx6yzab7cd)"
+    )
     assert parsed["From"] == "cdn-report@example.com"
     assert parsed["To"] == "ops@example.com, noc@example.com"
     assert parsed["Cc"] == "lead@example.com"
@@ -125,15 +146,21 @@ def test_in_memory_message_keeps_bcc_for_the_envelope(data):
 
 
 def test_templates_environment_and_many_distributions(data):
-    config = EmailConfig(sender="r@example.com", to=["a@example.com"], environment="staging",
-                         subject_template="$env_tag$date $distributions",
-                         body_template="peak=$peak env=$environment")
-    many = report_data_from_totals(D, TOTALS, minute_bytes={0: GIB},
-                                   distributions=["d1", "d2", "d3", "d4", "d5"])
+    config = EmailConfig(
+        sender="r@example.com",
+        to=["a@example.com"],
+        environment="staging",
+        subject_template="$env_tag$date $distributions",
+        body_template="peak=$peak env=$environment",
+    )
+    many = report_data_from_totals(
+        D, TOTALS, minute_bytes={0: GIB}, distributions=["d1", "d2", "d3", "d4", "d5"]
+    )
     message = build_message(many, CSV, PDF, config)
     assert message["Subject"] == " [staging]2024-06-09 d1, d2, d3, +2 more"
     assert message.get_body(preferencelist=("plain",)).get_content() == (
-        "peak=1.00GB (0.13Gbps) at 00:00 env=staging\n")
+        "peak=1.00GB (0.13Gbps) at 00:00 env=staging\n"
+    )
 
 
 def test_template_typos_and_missing_recipients_fail_early():

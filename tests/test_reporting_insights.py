@@ -16,16 +16,38 @@ GIB = 2**30
 #   bytes 209360.64 GB -> 251622.38 GB: 42261.74 / 209360.64 = +20.19 %
 #   requests D-2 250 M -> D-1 258.92 M: +3.57 %
 TOTALS = {
-    "2024-06-07": {"request_count": 250_000_000, "hit_count": 90_000_000, "error_count": 90_000,
-                   "http4xx_count": 1800},
-    "2024-06-08": {"request_count": 258_920_000, "hit_count": 100_000_000, "miss_count": 7_000_000,
-                   "error_count": 90_260, "incomplete_count": 1_500, "http2xx_count": 250_000_000,
-                   "http3xx_count": 4_000, "http4xx_count": 1807, "http5xx_count": 0,
-                   "bytes_requested": round(209360.64 * GIB), "bytes_missed": 0},
-    "2024-06-09": {"request_count": 304_250_000, "hit_count": 96_960_000, "miss_count": 7_000_000,
-                   "error_count": 113_340, "incomplete_count": 1_500, "http2xx_count": 300_000_000,
-                   "http3xx_count": 5_000, "http4xx_count": 1862, "http5xx_count": 5,
-                   "bytes_requested": round(251622.38 * GIB), "bytes_missed": 3 * GIB},
+    "2024-06-07": {
+        "request_count": 250_000_000,
+        "hit_count": 90_000_000,
+        "error_count": 90_000,
+        "http4xx_count": 1800,
+    },
+    "2024-06-08": {
+        "request_count": 258_920_000,
+        "hit_count": 100_000_000,
+        "miss_count": 7_000_000,
+        "error_count": 90_260,
+        "incomplete_count": 1_500,
+        "http2xx_count": 250_000_000,
+        "http3xx_count": 4_000,
+        "http4xx_count": 1807,
+        "http5xx_count": 0,
+        "bytes_requested": round(209360.64 * GIB),
+        "bytes_missed": 0,
+    },
+    "2024-06-09": {
+        "request_count": 304_250_000,
+        "hit_count": 96_960_000,
+        "miss_count": 7_000_000,
+        "error_count": 113_340,
+        "incomplete_count": 1_500,
+        "http2xx_count": 300_000_000,
+        "http3xx_count": 5_000,
+        "http4xx_count": 1862,
+        "http5xx_count": 5,
+        "bytes_requested": round(251622.38 * GIB),
+        "bytes_missed": 3 * GIB,
+    },
 }
 
 
@@ -53,9 +75,17 @@ def test_latest_day_table_matches_hand_computation():
     assert table.headers == ["MEASURES", "JUN-08", "JUN-09", "TREND"]
     rows = _rows(table)
     assert [row.measure for row in table.rows] == [
-        "Request Count (M)", "Hit Count (M)", "Miss Count (M)", "Error Count (K)", "Incomplete Count (K)",
-        "HTTP 2XX Count (M)", "HTTP 3XX Count (K)", "HTTP 4XX Count", "HTTP 5XX Count",
-        "Bytes Requested (GB)", "Bytes Missed (GB)",
+        "Request Count (M)",
+        "Hit Count (M)",
+        "Miss Count (M)",
+        "Error Count (K)",
+        "Incomplete Count (K)",
+        "HTTP 2XX Count (M)",
+        "HTTP 3XX Count (K)",
+        "HTTP 4XX Count",
+        "HTTP 5XX Count",
+        "Bytes Requested (GB)",
+        "Bytes Missed (GB)",
     ]
     assert rows["Request Count (M)"] == ("258.92", "304.25", "+17.51%")
     assert rows["Hit Count (M)"] == ("100.00", "96.96", "-3.04%")
@@ -99,6 +129,12 @@ def test_format_trend_edge_cases():
 def test_records_for_summary():
     latest, _ = insights_tables(hourly_from_totals(D, TOTALS), D)
     first = latest.as_records()[0]
-    assert first == {"measure": "Request Count (M)", "previous": "258.92", "current": "304.25",
-                     "trend": "+17.51%", "direction": "up", "previous_date": "2024-06-08",
-                     "current_date": "2024-06-09"}
+    assert first == {
+        "measure": "Request Count (M)",
+        "previous": "258.92",
+        "current": "304.25",
+        "trend": "+17.51%",
+        "direction": "up",
+        "previous_date": "2024-06-08",
+        "current_date": "2024-06-09",
+    }

@@ -11,14 +11,26 @@ from reporting.outputs import statistics_csv, summary_dict, write_outputs
 from reporting.sample import hourly_from_totals, report_data_from_totals, sample_report_data
 
 D = dt.date(2024, 6, 9)
-HEADER = ("DATE,TIME,REQUEST_COUNT,HIT_COUNT,MISS_COUNT,ERROR_COUNT,INCOMPLETE_COUNT,HTTP2XX_COUNT,"
-          "HTTP3XX_COUNT,HTTP4XX_COUNT,HTTP5XX_COUNT,BYTES_REQUESTED,BYTES_MISSED")
+HEADER = (
+    "DATE,TIME,REQUEST_COUNT,HIT_COUNT,MISS_COUNT,ERROR_COUNT,INCOMPLETE_COUNT,HTTP2XX_COUNT,"
+    "HTTP3XX_COUNT,HTTP4XX_COUNT,HTTP5XX_COUNT,BYTES_REQUESTED,BYTES_MISSED"
+)
 TOTALS = {
     "2024-06-08": {"request_count": 10, "bytes_requested": 2**40},
-    "2024-06-09": {"request_count": 304_250_000, "hit_count": 1, "miss_count": 2, "refresh_hit_count": 99,
-                   "error_count": 3, "incomplete_count": 4, "http2xx_count": 5, "http3xx_count": 6,
-                   "http4xx_count": 7, "http5xx_count": 8, "bytes_requested": 9_000_000_000_000,
-                   "bytes_missed": 10},
+    "2024-06-09": {
+        "request_count": 304_250_000,
+        "hit_count": 1,
+        "miss_count": 2,
+        "refresh_hit_count": 99,
+        "error_count": 3,
+        "incomplete_count": 4,
+        "http2xx_count": 5,
+        "http3xx_count": 6,
+        "http4xx_count": 7,
+        "http5xx_count": 8,
+        "bytes_requested": 9_000_000_000_000,
+        "bytes_missed": 10,
+    },
 }
 
 
@@ -71,7 +83,10 @@ def test_write_outputs(tmp_path):
     data = sample_report_data(D)
     paths = write_outputs(data, tmp_path / "2024-06-09")
     assert {k: p.name for k, p in paths.items()} == {
-        "csv": "cdn_statistics.csv", "summary": "summary.json", "pdf": "cdn_report.pdf"}
+        "csv": "cdn_statistics.csv",
+        "summary": "summary.json",
+        "pdf": "cdn_report.pdf",
+    }
     assert paths["pdf"].read_bytes().startswith(b"%PDF")
     assert paths["csv"].read_text(encoding="utf-8").startswith(HEADER + "\n")
     raw = paths["summary"].read_text(encoding="utf-8")
@@ -84,18 +99,41 @@ def test_write_outputs(tmp_path):
 def test_report_data_rejects_wrong_shapes():
     data = sample_report_data(D)
     with pytest.raises(ValueError, match="72 rows"):
-        ReportData(date=D, distributions=["x"], generated_at=data.generated_at, hourly=data.hourly.head(71),
-                   minute=data.minute, distro_daily=data.distro_daily)
+        ReportData(
+            date=D,
+            distributions=["x"],
+            generated_at=data.generated_at,
+            hourly=data.hourly.head(71),
+            minute=data.minute,
+            distro_daily=data.distro_daily,
+        )
     with pytest.raises(ValueError, match="window"):
-        ReportData(date=D + dt.timedelta(days=1), distributions=["x"], generated_at=data.generated_at,
-                   hourly=data.hourly, minute=data.minute, distro_daily=data.distro_daily)
+        ReportData(
+            date=D + dt.timedelta(days=1),
+            distributions=["x"],
+            generated_at=data.generated_at,
+            hourly=data.hourly,
+            minute=data.minute,
+            distro_daily=data.distro_daily,
+        )
     with pytest.raises(ValueError, match="missing columns"):
-        ReportData(date=D, distributions=["x"], generated_at=data.generated_at,
-                   hourly=data.hourly.drop(columns=["bytes_missed"]), minute=data.minute,
-                   distro_daily=data.distro_daily)
+        ReportData(
+            date=D,
+            distributions=["x"],
+            generated_at=data.generated_at,
+            hourly=data.hourly.drop(columns=["bytes_missed"]),
+            minute=data.minute,
+            distro_daily=data.distro_daily,
+        )
     with pytest.raises(ValueError, match="1440"):
-        ReportData(date=D, distributions=["x"], generated_at=data.generated_at, hourly=data.hourly,
-                   minute=pd.DataFrame({"minute": [0], "bytes": [1]}), distro_daily=data.distro_daily)
+        ReportData(
+            date=D,
+            distributions=["x"],
+            generated_at=data.generated_at,
+            hourly=data.hourly,
+            minute=pd.DataFrame({"minute": [0], "bytes": [1]}),
+            distro_daily=data.distro_daily,
+        )
 
 
 def test_sample_is_deterministic_and_consistent():

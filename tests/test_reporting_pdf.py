@@ -19,10 +19,20 @@ D = dt.date(2024, 6, 9)
 GIB = 2**30
 TOTALS = {
     "2024-06-07": {"request_count": 250_000_000, "hit_count": 200_000_000, "http4xx_count": 1800},
-    "2024-06-08": {"request_count": 258_920_000, "hit_count": 230_000_000, "error_count": 90_260,
-                   "http4xx_count": 1807, "bytes_requested": round(209360.64 * GIB)},
-    "2024-06-09": {"request_count": 304_250_000, "hit_count": 270_000_000, "error_count": 113_340,
-                   "http4xx_count": 1862, "bytes_requested": round(251622.38 * GIB)},
+    "2024-06-08": {
+        "request_count": 258_920_000,
+        "hit_count": 230_000_000,
+        "error_count": 90_260,
+        "http4xx_count": 1807,
+        "bytes_requested": round(209360.64 * GIB),
+    },
+    "2024-06-09": {
+        "request_count": 304_250_000,
+        "hit_count": 270_000_000,
+        "error_count": 113_340,
+        "http4xx_count": 1862,
+        "bytes_requested": round(251622.38 * GIB),
+    },
 }
 PEAK_BYTES = int(298.96 * GIB)  # at 13:37 = minute 817
 
@@ -60,24 +70,59 @@ def test_title_dates_distributions_and_peak(pdf_text):
 
 
 def test_insights_and_figures(pdf_text):
-    for expected in ("JUN-07", "JUN-08", "JUN-09", "Request Count (M)", "258.92", "304.25", "+17.51%",
-                     "+25.57%", "+3.04%", "1807.00", "209360.64", "251622.38", "+20.19%",
-                     "304,250,000"):  # day D requests with thousands separators
+    for expected in (
+        "JUN-07",
+        "JUN-08",
+        "JUN-09",
+        "Request Count (M)",
+        "258.92",
+        "304.25",
+        "+17.51%",
+        "+25.57%",
+        "+3.04%",
+        "1807.00",
+        "209360.64",
+        "251622.38",
+        "+20.19%",
+        "304,250,000",
+    ):  # day D requests with thousands separators
         assert expected in pdf_text, expected
 
 
 def test_sections_and_footer(pdf_text):
-    for expected in ("Top objects", "Top referrers", "Edge locations", "Viewers", "Data quality",
-                     "人気オブジェクト", "/動画/予告編/特報_第2弾_1080p.mp4", "Page 1 / ",
-                     "generated 2024-06-10 00:30"):
+    for expected in (
+        "Top objects",
+        "Top referrers",
+        "Edge locations",
+        "Viewers",
+        "Data quality",
+        "人気オブジェクト",
+        "/動画/予告編/特報_第2弾_1080p.mp4",
+        "Page 1 / ",
+        "generated 2024-06-10 00:30",
+    ):
         assert expected in pdf_text, expected
 
 
 def _gray_pixels(pdf: bytes, tmp_path) -> tuple[int, int, bytes]:
     """Render page 1 as a binary PGM (P5) and return width, height, pixels."""
     (tmp_path / "r.pdf").write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-gray", "-r", "50", "-f", "1", "-l", "1", str(tmp_path / "r.pdf"),
-                    str(tmp_path / "page")], check=True, timeout=60)
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-gray",
+            "-r",
+            "50",
+            "-f",
+            "1",
+            "-l",
+            "1",
+            str(tmp_path / "r.pdf"),
+            str(tmp_path / "page"),
+        ],
+        check=True,
+        timeout=60,
+    )
     raw = next(tmp_path.glob("page*.pgm")).read_bytes()
     magic, width, height, maxval, pixels = raw.split(maxsplit=4)
     assert magic == b"P5" and maxval == b"255"
@@ -122,8 +167,10 @@ def test_falls_back_to_cid_font_with_a_warning(monkeypatch):
 
 def test_quiet_day_many_distributions_and_empty_tables_still_render():
     base = report_data_from_totals(D, {}, distributions=[f"e{i:02d}abcdefghijk" for i in range(22)])
-    empty = {name: getattr(base, name).head(0) for name in
-             ("top_objects", "top_referrers", "edge_locations", "devices", "os", "browsers")}
+    empty = {
+        name: getattr(base, name).head(0)
+        for name in ("top_objects", "top_referrers", "edge_locations", "devices", "os", "browsers")
+    }
     data = dataclasses.replace(base, quality={}, **empty)
     text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(build_pdf(data))).pages)
     assert "0.00 GB (0.00Gbps) at 00:00" in text

@@ -37,7 +37,7 @@ def parse(paths: list[Path]) -> Parsed:
                 line = raw.rstrip("\n")
                 if line.startswith("#"):
                     if line.startswith("#Fields: "):
-                        fields = line[len("#Fields: "):].split(" ")
+                        fields = line[len("#Fields: ") :].split(" ")
                     continue
                 out.data_lines += 1
                 values = line.split("\t")
@@ -130,8 +130,9 @@ def test_counts_and_malformed_lines(generated) -> None:
     assert sum(parsed.rejected.values()) == result.malformed_lines == sum(result.malformed_by_kind.values())
     assert result.valid_lines == len(parsed.rows) == ROWS - result.malformed_lines
     assert 5 <= result.malformed_lines <= 60  # about 0.1%
-    assert parsed.rejected["column_count"] == (result.malformed_by_kind["truncated"]
-                                               + result.malformed_by_kind["extra_column"])
+    assert parsed.rejected["column_count"] == (
+        result.malformed_by_kind["truncated"] + result.malformed_by_kind["extra_column"]
+    )
     for path, rec in parsed.rows:
         assert len(rec) == len(parsed.files[path])
 

@@ -21,8 +21,14 @@ def test_defaults_match_spec() -> None:
 
 def test_env_overrides_file_and_overrides_win(tmp_path: Path) -> None:
     config = tmp_path / "cdnlake.toml"
-    config.write_text('[cdnlake]\nwarehouse = "/from/file"\nreports = "/file/reports"\nemail_to = ["a@x.jp"]\n')
-    env = {"CDNLAKE_CONFIG": str(config), "CDNLAKE_WAREHOUSE": "s3://bucket/wh", "CDNLAKE_REPORT_TZ": "Asia/Tokyo"}
+    config.write_text(
+        '[cdnlake]\nwarehouse = "/from/file"\nreports = "/file/reports"\nemail_to = ["a@x.jp"]\n'
+    )
+    env = {
+        "CDNLAKE_CONFIG": str(config),
+        "CDNLAKE_WAREHOUSE": "s3://bucket/wh",
+        "CDNLAKE_REPORT_TZ": "Asia/Tokyo",
+    }
     s = load_settings(env=env, reports="/cli/reports")
     assert s.warehouse == "s3://bucket/wh" and s.reports == "/cli/reports"
     assert s.email_to == ("a@x.jp",) and s.report_tz == "Asia/Tokyo"
@@ -53,7 +59,9 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
         load_settings(env={"CDNLAKE_CONFIG": str(config)})
 
 
-def test_config_command_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_command_masks_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("CDNLAKE_SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T0/B0/secretvalue")
     assert cli.main(["config"]) == 0
     out = capsys.readouterr().out
@@ -77,7 +85,9 @@ def test_cli_rejects_bad_arguments(argv: list[str], capsys: pytest.CaptureFixtur
     assert "error" in capsys.readouterr().err
 
 
-def test_config_error_is_one_clear_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_error_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("CDNLAKE_REPORT_TZ", "Nowhere/Town")
     assert cli.main(["config"]) == 2
     assert "configuration error: CDNLAKE_REPORT_TZ" in capsys.readouterr().err
@@ -91,7 +101,7 @@ def test_java_check_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         session.check_java()
     fake = tmp_path / "bin" / "java"
     fake.parent.mkdir()
-    fake.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    fake.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     fake.chmod(0o755)
     with pytest.raises(session.JavaNotFoundError, match="Java 11 found"):
         session.check_java()
