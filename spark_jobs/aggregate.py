@@ -119,10 +119,6 @@ def agg_hourly(minutes: DataFrame) -> DataFrame:
     return minutes.groupBy("distro", "dt", hour).agg(*[F.sum(m).alias(m) for m in MEASURES])
 
 
-def select_minute_bandwidth(minutes: DataFrame) -> DataFrame:
-    return minutes.select("distro", "dt", "minute", "request_count", F.col("bytes_requested").alias("bytes"))
-
-
 def report_day_bounds(date: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime, list[dt.date]]:
     """[start, end) of local day `date` in UTC, and the UTC dates (dt partitions) it touches."""
     zone = ZoneInfo(tz)
@@ -154,21 +150,6 @@ _DIMENSIONS: dict[str, tuple[str, int | None]] = {
     "browser": ("browser", TOP_VIEWERS),
 }
 _SMALL = [key for name, (key, _) in _DIMENSIONS.items() if name != "object"]
-_COUNTS = ("requests", "hits", "misses", "bytes", "bytes_missed", "incomplete",
-           "http2xx", "http3xx", "http4xx", "http5xx")  # fmt: skip
-
-
-def _count_aggs() -> list[Column]:
-    rule = conditions()
-    return [
-        F.count(F.lit(1)).alias("requests"),
-        F.count_if(rule["hit"]).alias("hits"),
-        F.count_if(rule["miss"]).alias("misses"),
-        F.sum(_bytes()).alias("bytes"),
-        _bytes_if(rule["miss"]).alias("bytes_missed"),
-        F.count_if(rule["incomplete"]).alias("incomplete"),
-        *[F.count_if(rule[f"http{n}xx"]).alias(f"http{n}xx") for n in (2, 3, 4, 5)],
-    ]
 
 
 def agg_level1(day: DataFrame) -> DataFrame:
@@ -181,14 +162,14 @@ def agg_level1(day: DataFrame) -> DataFrame:
         "sc_bytes", "sc_status", "status_class", "x_edge_result_type", "x_edge_response_result_type",
     )  # fmt: skip
     return rows.groupingSets([["distro", "uri"], _SMALL], "distro", "uri", *_SMALL).agg(
-        F.grouping("uri").alias("combination"), *_count_aggs()
+        F.grouping("uri").alias("combination"), *measure_aggs()
     )
 
 
 def agg_objects(level1: DataFrame) -> DataFrame:
     """Object rows in the shape every top list is ranked from: (dimension, distro, value, counts)."""
     return level1.where(F.col("combination") == 0).select(
-        F.lit("object").alias("dimension"), "distro", F.col("uri").alias("value"), *_COUNTS
+        F.lit("object").alias("dimension"), "distro", F.col("uri").alias("value"), *MEASURES
     )
 
 
@@ -204,15 +185,15 @@ def agg_small_dimensions(level1: DataFrame) -> DataFrame:
             dimension = F.when(F.grouping(key) == 0, F.lit(name)).otherwise(dimension)
     rolled = level1.where(F.col("combination") == 1).groupingSets([[k] for k in _SMALL], *_SMALL)
     # Outside its own grouping set every key is NULL, so coalesce picks the grouped one.
-    small = rolled.agg(dimension.alias("dimension"), *[F.sum(c).alias(c) for c in _COUNTS]).select(
-        "dimension", F.lit(None).cast("string").alias("distro"), F.coalesce(*_SMALL).alias("value"), *_COUNTS
+    small = rolled.agg(dimension.alias("dimension"), *[F.sum(m).alias(m) for m in MEASURES]).select(
+        "dimension", F.lit(None).cast("string").alias("distro"), F.coalesce(*_SMALL).alias("value"), *MEASURES
     )
     return small.where((F.col("dimension") != "referrer") | F.col("value").isNotNull())
 
 
 def ranked(counts: DataFrame, dimensions: Sequence[str]) -> DataFrame:
     """Rows of `dimensions`, by requests desc then name (deterministic ties), with a 1-based rank."""
-    order = [F.col("requests").desc(), F.col("distro").asc_nulls_first(), F.col("value").asc_nulls_last()]
+    order = [F.col("request_count").desc(), F.col("distro").asc_nulls_first(), F.col("value").asc_nulls_last()]
     rows = counts.where(F.col("dimension").isin(*dimensions))
     limits = {d: _DIMENSIONS[d][1] for d in dimensions}
     if len(dimensions) == 1 and limits[dimensions[0]] is not None:
@@ -226,30 +207,38 @@ def ranked(counts: DataFrame, dimensions: Sequence[str]) -> DataFrame:
     return rows.withColumn("rank", rank).where(keep)
 
 
-def hit_ratio() -> Column:
-    return (F.col("hits") / F.col("requests")).alias("hit_ratio")
+def _shown(*names: str) -> list[Column]:
+    """Top-list columns under ReportData's names; built per call, as a Column needs a session."""
+    renamed = {"requests": "request_count", "hits": "hit_count", "misses": "miss_count",
+               "bytes": "bytes_requested", "incomplete": "incomplete_count",
+               **{f"http{n}xx": f"http{n}xx_count" for n in (2, 3, 4, 5)}}  # fmt: skip
+    ratio = (F.col("hit_count") / F.col("request_count")).alias("hit_ratio")
+    return [ratio if n == "hit_ratio" else F.col(renamed.get(n, n)).alias(n) for n in names]
 
 
 def top_objects(counts: DataFrame) -> DataFrame:
     return ranked(counts, ("object",)).select(
-        "rank", "distro", F.col("value").alias("uri"), "requests", "hits", "misses", hit_ratio(),
-        "bytes", "bytes_missed", "incomplete", "http2xx", "http3xx", "http4xx", "http5xx",
+        "rank", "distro", F.col("value").alias("uri"),
+        *_shown("requests", "hits", "misses", "hit_ratio", "bytes", "bytes_missed", "incomplete",
+                "http2xx", "http3xx", "http4xx", "http5xx"),
     )  # fmt: skip
 
 
 def top_referrers(counts: DataFrame) -> DataFrame:
-    return ranked(counts, ("referrer",)).select("rank", F.col("value").alias("referrer_domain"), "requests", "bytes")
+    return ranked(counts, ("referrer",)).select(
+        "rank", F.col("value").alias("referrer_domain"), *_shown("requests", "bytes")
+    )
 
 
 def edge_locations(counts: DataFrame) -> DataFrame:
     return ranked(counts, ("edge_location",)).select(
-        "rank", F.col("value").alias("edge_location"), "requests", "bytes", hit_ratio()
+        "rank", F.col("value").alias("edge_location"), *_shown("requests", "bytes", "hit_ratio")
     )
 
 
 def viewers(counts: DataFrame) -> DataFrame:
-    """All device types, the top OS and browsers: (dimension, value, requests, rank) rows."""
-    return ranked(counts, ("device_type", "os", "browser")).select("dimension", "value", "requests", "rank")
+    """All device types, the top OS and browsers: (dimension, rank, value, requests) rows."""
+    return ranked(counts, ("device_type", "os", "browser")).select("dimension", "rank", "value", *_shown("requests"))
 
 
 # Each top-list table, how it is built and the dimensions it lists.
@@ -287,7 +276,9 @@ def write_time_series(logs: DataFrame, args: argparse.Namespace) -> dict[str, An
         present = sorted(dt.date.fromisoformat(r["dt"]) for r in sizes)
         if present:
             predicate = dates_predicate(present, args.distributions)
-            bandwidth = minutes.transform(select_minute_bandwidth)
+            bandwidth = minutes.select(
+                "distro", "dt", "minute", "request_count", F.col("bytes_requested").alias("bytes")
+            )
             write_replacing(bandwidth, table_path(args.warehouse, "stats_minute"), predicate, "dt")
             hourly = minutes.transform(agg_hourly).select("distro", "dt", "hour", *MEASURES)
             write_replacing(hourly, table_path(args.warehouse, "stats_hourly"), predicate, "dt")

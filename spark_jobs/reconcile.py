@@ -53,6 +53,10 @@ class ReconciliationError(RuntimeError):
         lines = "\n".join(f"  - {m}" for m in mismatches)
         super().__init__(f"reconciliation of {date.isoformat()} failed ({len(mismatches)} mismatches):\n{lines}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Orchestrators pickle failures (task states, retries); the default would lose the arguments.
+        return (type(self), (self.date, self.mismatches))
+
 
 def _read(spark: SparkSession, warehouse: str, table: str, predicate: str) -> DataFrame | None:
     if not table_exists(spark, warehouse, table):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,7 @@ def test_ingest_accounting_disagreement_is_reported(spark: Any, copy: str) -> No
         f"{B}: lines_read 1 != loaded 2 + rejected 0 (2024-05-01)",
     ]
     assert isinstance(info.value, RuntimeError)
+    assert pickle.loads(pickle.dumps(info.value)).mismatches == info.value.mismatches  # survives task states
 
 
 def test_measure_comparison_without_spark() -> None:
