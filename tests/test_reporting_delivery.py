@@ -176,3 +176,46 @@ def test_outbox_sender(message, tmp_path):
     envelope = json.loads((outbox / "2024-06-09_1.json").read_text(encoding="utf-8"))
     assert envelope["bcc"] == ["audit@example.com"]
     assert ledger.entries("2024-06-09")[0]["sender_kind"] == "outbox"
+
+
+class ThrottleFirst:
+    """A botocore `before-call` hook: the real (moto) SES client answers 429 TooManyRequestsException
+    `times` times, as SES does above the account's sending rate, then lets calls through."""
+
+    def __init__(self, times: int):
+        self.left, self.calls = times, 0
+
+    def __call__(self, **kwargs):
+        from botocore.awsrequest import AWSResponse
+
+        self.calls += 1
+        if not self.left:
+            return None  # go on to moto
+        self.left -= 1
+        error = {"Code": "TooManyRequestsException", "Message": "Maximum sending rate exceeded."}
+        return AWSResponse("https://email.us-east-1.amazonaws.com", 429, {}, None), {
+            "Error": error, "ResponseMetadata": {"HTTPStatusCode": 429}}  # fmt: skip
+
+
+def test_ses_throttled_three_times_sends_exactly_one_email_once_per_date(aws, message, tmp_path):
+    aws.create_email_identity(EmailIdentity="cdn-report@example.com")
+    throttle, sleeps = ThrottleFirst(3), []
+    aws.meta.events.register("before-call.sesv2.SendEmail", throttle)
+    sender = SesSender(aws, base_delay=1.0, sleep=sleeps.append, jitter=lambda: 1.0)
+    ledger = SentLedger(tmp_path / "reports" / "sent_ledger.json")
+    backend = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+
+    result = deliver(D, message, sender, ledger)
+    assert result.sent and throttle.calls == 4 and sleeps == [1.0, 2.0, 4.0]  # 3 x 429, then accepted
+    assert len(backend.sent_messages) == 1  # exactly one e-mail left SES
+    entries = ledger.entries("2024-06-09")
+    assert len(entries) == 1 and entries[0]["message_id"] == result.message_id and not entries[0]["forced"]
+
+    rerun = deliver(D, message, sender, ledger)  # the same date again (a re-run, a late file)
+    assert not rerun.sent and "already sent" in rerun.detail and throttle.calls == 4
+    assert len(backend.sent_messages) == 1 and len(ledger.entries("2024-06-09")) == 1
+
+    forced = deliver(D, message, sender, ledger, force=True)  # --resend-email
+    assert forced.sent and forced.message_id != result.message_id
+    assert len(backend.sent_messages) == 2
+    assert [e["forced"] for e in ledger.entries("2024-06-09")] == [False, True]
