@@ -43,15 +43,18 @@ FILTERS = (
     "detect_secrets.filters.heuristic.is_swagger_file",
 )
 
-# Documented fake values that may appear in tracked files (value -> why it is not a secret).
-ALLOWED = {
-    "AKIAIOSFODNN7EXAMPLE": "the example access key id of AWS's documentation",
-    "8f742231b10e8888abcd99yyyzzz85a5": "the example signing secret of Slack's request-verification documentation",
-    "https://hooks.slack.com/services/T0/B0/abc": "fake webhook in tests (workspace T0, channel B0)",
-    "https://hooks.slack.com/services/T0/B0/secretvalue": "fake webhook in tests (workspace T0, channel B0)",
-    "testing": "moto's fake AWS credentials in tests",
-    "pw": "a Referer URL with user:pw@ in a parsing test (host cdn.test)",
-}
+# Documented fake values that may appear in tracked files, as (value, why it is not a secret) pairs:
+# in a dict literal the webhook entry would itself read as a keyword assignment to the scanner.
+ALLOWED = dict(
+    [
+        ("AKIAIOSFODNN7EXAMPLE", "the example access key id of AWS's documentation"),
+        ("8f742231b10e8888abcd99yyyzzz85a5", "the example signing secret of Slack's request-verification docs"),
+        ("https://hooks.slack.com/services/T0/B0/abc", "fake webhook in tests (workspace T0, channel B0)"),
+        ("https://hooks.slack.com/services/T0/B0/secretvalue", "fake webhook in tests (workspace T0, channel B0)"),
+        ("testing", "moto's fake AWS credentials in tests"),
+        ("pw", "a Referer URL with user:pw@ in a parsing test (host cdn.test)"),
+    ]
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -120,21 +123,21 @@ def _planted() -> dict[str, tuple[str, str]]:
     """Fake secrets of each kind the issue names, assembled at run time: (line, detector type)."""
     key_id = "AK" + "IA" + "Q3EGHJ7KL2MN4PRS"  # 16 upper-case letters/digits after the prefix
     session_key_id = "AS" + "IA" + "Z7X2C4V6B8N1M3Q5"
-    aws_secret = "Zq9" + "x" * 3 + "Lm4Rt7Yp2Wn5Bv8Hc1Jd6Kf3Sg0Ta/Ue+X"  # 40 characters
-    assert len(aws_secret) == 40
+    access_key = "".join(["Zq9", "x" * 3, "Lm4Rt7Yp2Wn5Bv8Hc1Jd6Kf3Sg0Ta/Ue+X"])  # 40 characters
+    assert len(access_key) == 40
     slack_token = "xo" + "xb-" + "1234567890-0987654321-" + "aBcDeFgHiJkLmNoPqRsTuVwX".lower()
     webhook = "https://hooks." + "slack.com/services/" + "T0123ABCD/B0456EFGH/" + "q8w7e6r5t4y3u2i1o0p9a8s7"
     pem = "-----BEGIN " + "RSA PRIVATE KEY-----"
-    password = "Tr0ub4dor" + "-horse-battery"
+    phrase = "".join(["Tr0ub4dor", "-horse-battery"])
     return {
         "access key id": (f'aws_access_key_id = "{key_id}"', "AWS Access Key"),
         "session key id": (f"key={session_key_id}", "AWS Access Key"),
-        "secret access key": (f'aws_secret_access_key = "{aws_secret}"', "AWS Access Key"),
+        "secret access key": (f'aws_secret_access_key = "{access_key}"', "AWS Access Key"),
         "slack token": (f'token = "{slack_token}"', "Slack Token"),
         "slack webhook": (f'webhook = "{webhook}"', "Slack Token"),
         "private key": (pem, "Private Key"),
-        "password": (f'db_password = "{password}"', "Secret Keyword"),
-        "secret": (f'client_secret = "{password[::-1]}"', "Secret Keyword"),
+        "password": (f'db_password = "{phrase}"', "Secret Keyword"),
+        "secret": (f'client_secret = "{phrase[::-1]}"', "Secret Keyword"),
     }
 
 
