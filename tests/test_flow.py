@@ -8,14 +8,20 @@ reconciliation failure, backfill concurrency) use fake stages so they take secon
 from __future__ import annotations
 
 import datetime as dt
+import email
 import gzip
+import io
 import json
 import logging
 import re
-import socket
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +75,6 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
                          **overrides)  # fmt: skip
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -84,17 +84,162 @@ class Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+# ---------------------------------------------------------------- fake secrets for the real run
+# Assembled at run time (tests/test_secrets.py scans this file); the tag is not hex, so it cannot
+# turn up by chance in the hashes, ids and hashed IPs the run writes.
+FAKE_TAG = "zq" + "7xk9"
+
+
+def fake(name: str) -> str:
+    return f"fake-{name}-{FAKE_TAG}"
+
+
+def fake_environment(webhook_base: str) -> dict[str, str]:
+    """Every secret-like setting of flows/settings.py (SECRET_FIELDS) and the AWS credentials."""
+    return {
+        "CDNLAKE_SLACK_WEBHOOK_URL": f"{webhook_base}/services/T0FAKE/B0FAKE/{fake('slack-webhook-token')}",
+        "CDNLAKE_SLACK_SIGNING_SECRET": fake("slack-signing-secret"),
+        "CDNLAKE_ANONYMIZE_IP": "hash",  # so the IP hash key is really used (it travels as Spark conf)
+        "CDNLAKE_IP_HASH_KEY": fake("ip-hash-key"),
+        "AWS_ACCESS_KEY_ID": fake("aws-access-key-id"),
+        "AWS_SECRET_ACCESS_KEY": fake("aws-secret-access-key"),
+        "AWS_SESSION_TOKEN": fake("aws-session-token"),
+    }
+
+
+def secret_values(environment: dict[str, str]) -> dict[str, str]:
+    """name -> the value that must appear nowhere (the webhook's token is its secret part)."""
+    values = {k: v for k, v in environment.items() if FAKE_TAG in v}
+    values["webhook token"] = fake("slack-webhook-token")
+    values["tag"] = FAKE_TAG  # any fragment of any of them
+    return values
+
+
+class _SlackDown(BaseHTTPRequestHandler):
+    """A local stand-in for Slack's webhook endpoint that is down (503) all run long and keeps
+    what the notifier tried to post."""
+
+    posts: list[bytes]
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        self.posts.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        self.send_response(503)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class SlackStandIn:
+    url: str
+    posts: list[bytes]
+
+
 @pytest.fixture(scope="module")
-def first_run(prefect_server: None, shared_spark: None, dataset: Any) -> tuple[Settings, dict[str, Any], list[str]]:
+def slack_down() -> Iterator[SlackStandIn]:
+    handler: Any = type("Handler", (_SlackDown,), {"posts": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield SlackStandIn(f"http://127.0.0.1:{server.server_address[1]}", handler.posts)
+    server.shutdown()
+    server.server_close()
+
+
+class AllRecords(logging.Handler):
+    """Every log record of the run, formatted with its traceback, whatever the logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@dataclass
+class RunOutput:
+    """What the real run showed, besides its files: stdout/stderr, log records, Slack posts."""
+
+    secrets: dict[str, str] = field(default_factory=dict)
+    stdout: str = ""
+    stderr: str = ""
+    records: list[str] = field(default_factory=list)
+    slack_posts: list[bytes] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def run_output() -> RunOutput:
+    return RunOutput()
+
+
+@contextmanager
+def captured(request: pytest.FixtureRequest, output: RunOutput) -> Iterator[None]:
+    """stdout/stderr at the file-descriptor level (as capfd: the Spark JVM's too), and every log record."""
+    capman = request.config.pluginmanager.getplugin("capturemanager")
+    capturing = capman is not None and capman.is_globally_capturing()
+    if capturing:
+        before = capman.read_global_capture()
+        sys.stdout.write(before.out)
+        sys.stderr.write(before.err)
+    handler = AllRecords()
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name, logger in
+                                       logging.Logger.manager.loggerDict.items()
+                                       if isinstance(logger, logging.Logger) and not logger.propagate]  # fmt: skip
+    ours = [logging.getLogger(name) for name in ("flows", "spark_jobs", "reporting")]
+    levels = [logger.level for logger in ours]
+    for logger in loggers:
+        logger.addHandler(handler)
+    for logger in ours:  # as with `cdnlake run -v`
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        for logger, level in zip(ours, levels, strict=True):
+            logger.setLevel(level)
+        for logger in loggers:
+            logger.removeHandler(handler)
+        output.records = handler.lines
+        if capturing:
+            during = capman.read_global_capture()
+            output.stdout, output.stderr = during.out, during.err
+            sys.stdout.write(during.out)  # back into the capture, so pytest still shows it on failure
+            sys.stderr.write(during.err)
+
+
+FirstRun = tuple[Settings, dict[str, Any], list[str]]  # settings, summary, warnings of flows.notify
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_server: None, shared_spark: None, spark: Any, dataset: Any, slack_down: SlackStandIn,
+              run_output: RunOutput, request: pytest.FixtureRequest) -> FirstRun:  # fmt: skip
+    """The real run, configured like production from CDNLAKE_* variables holding fake secrets.
+
+    Slack is down (the stand-in answers 503): the run must still complete.
+    """
+    from spark_jobs.ingest import HASH_KEY_CONF
+
     root, _ = dataset
-    # Slack is "down" (nothing listens on the port): the run must still complete.
-    settings = make_settings(root, slack_webhook_url=f"http://127.0.0.1:{closed_port()}/hook/SECRET")
+    environment = fake_environment(slack_down.url)
+    run_output.secrets = secret_values(environment)
     records = Records()
     logging.getLogger("flows.notify").addHandler(records)
     try:
-        summary = daily.cdn_daily(date=D, settings=settings)
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in environment.items():
+                mp.setenv(key, value)
+            settings = load_settings(source=str(root / "landing"), warehouse=str(root / "warehouse"),
+                                     reports=str(root / "reports"), outbox=str(root / "outbox"),
+                                     spark_master=MASTER)  # fmt: skip
+            # What the local runner does when it builds its session (shared_spark reuses the tests' one).
+            spark.conf.set(HASH_KEY_CONF, settings.ip_hash_key)
+            with captured(request, run_output):
+                summary = daily.cdn_daily(date=D, settings=settings)
     finally:
+        spark.conf.unset(HASH_KEY_CONF)
         logging.getLogger("flows.notify").removeHandler(records)
+    run_output.slack_posts = list(slack_down.posts)
     return settings, summary, records.messages
 
 
@@ -126,6 +271,73 @@ def csv_requests(path: str, day: dt.date) -> int:
     return sum(int(r.split(",")[at]) for r in rows[1:] if r.startswith(day.isoformat()))
 
 
+# ---------------------------------------------------------------- searching outputs for secrets
+def pdf_text(data: bytes) -> str:
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    return "\n".join([page.extract_text() or "" for page in reader.pages] + [str(reader.metadata or {})])
+
+
+def decoded_texts(path: Path) -> Iterator[str]:
+    """A file's bytes, and what they encode: MIME parts (base64), PDF text (deflated), Parquet values, gzip."""
+    data = path.read_bytes()
+    yield data.decode("utf-8", errors="replace")
+    if path.suffix == ".gz":
+        yield gzip.decompress(data).decode("utf-8", errors="replace")
+    elif path.suffix == ".pdf":
+        yield pdf_text(data)
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        yield json.dumps(pq.ParquetFile(path).read().to_pylist(), default=str, ensure_ascii=False)
+    elif path.suffix == ".eml":
+        message = email.message_from_bytes(data, policy=policy.default)
+        yield "\n".join(f"{key}: {value}" for key, value in message.items())
+        for part in message.walk():
+            if part.is_multipart():
+                continue
+            payload = part.get_payload(decode=True) or b""
+            yield payload.decode("utf-8", errors="replace")
+            if part.get_content_type() == "application/pdf":
+                yield pdf_text(payload)
+
+
+def output_files(root: Path) -> Iterator[tuple[str, str]]:
+    """(file, text) for every file a run wrote under the reports, outbox and warehouse folders."""
+    for folder in ("reports", "outbox", "warehouse"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.is_file():
+                for text in decoded_texts(path):
+                    yield str(path.relative_to(root)), text
+
+
+def prefect_records(flow_run_id: str) -> Iterator[tuple[str, str]]:
+    """What the Prefect API keeps of a flow run: the run, its task runs, artifacts and logs."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas import filters
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # logs go to the API in batches
+    with get_client(sync_client=True) as client:
+        yield "prefect flow run", client.read_flow_run(flow_run_id).model_dump_json()
+        runs = filters.FlowRunFilter(id=filters.FlowRunFilterId(any_=[flow_run_id]))
+        for task_run in client.read_task_runs(flow_run_filter=runs):
+            yield f"prefect task run {task_run.name}", task_run.model_dump_json()
+        artifacts = filters.ArtifactFilter(flow_run_id=filters.ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        for artifact in client.read_artifacts(artifact_filter=artifacts):
+            yield f"prefect artifact {artifact.key}", artifact.model_dump_json()
+        logs, offset = filters.LogFilter(flow_run_id=filters.LogFilterFlowRunId(any_=[flow_run_id])), 0
+        while batch := client.read_logs(logs, limit=200, offset=offset):
+            yield "prefect logs", "\n".join(f"{entry.name} {entry.message}" for entry in batch)
+            offset += len(batch)
+
+
+def leaks(sources: Iterable[tuple[str, str]], secrets: dict[str, str]) -> list[str]:
+    """`where: which secret` for every secret value found in any (where, text) source."""
+    return sorted({f"{where}: {name}" for where, text in sources for name, value in secrets.items() if value in text})
+
+
 # ---------------------------------------------------------------- the real run
 def test_daily_run_writes_report_email_and_exact_totals(first_run: Any, dataset: Any) -> None:
     settings, summary, _ = first_run
@@ -148,11 +360,12 @@ def test_daily_run_writes_report_email_and_exact_totals(first_run: Any, dataset:
     assert on_disk["peak"] == summary["peak"]
 
 
-def test_slack_down_was_logged_without_the_webhook(first_run: Any) -> None:
+def test_slack_down_was_logged_without_the_webhook(first_run: Any, run_output: RunOutput) -> None:
     _, summary, warnings = first_run
     assert summary["email"]["sent"] is True  # the run went on
-    assert any("notification via SlackNotifier failed" in m for m in warnings)
-    assert not any("SECRET" in m for m in warnings)
+    assert any("notification via SlackNotifier failed" in m and "HTTP 503" in m for m in warnings)
+    assert len(run_output.slack_posts) >= 3  # it did try the (fake) webhook: BEGIN 3 times, then once per line
+    assert not any(FAKE_TAG in m for m in warnings)
 
 
 def test_artifacts_and_masked_parameters(first_run: Any) -> None:
@@ -170,6 +383,77 @@ def test_artifacts_and_masked_parameters(first_run: Any) -> None:
     with get_client(sync_client=True) as client:
         stored = client.read_flow_run(summary["flow_run_id"]).parameters
     assert stored["settings"]["slack_webhook_url"] == "***set***"  # the webhook never reaches the database
+
+
+def test_no_fake_secret_in_any_output_of_the_run(first_run: Any, run_output: RunOutput, dataset: Any) -> None:
+    """The run had every secret setting (and AWS credentials) in its environment; none of them shows up in
+    stdout/stderr (the JVM's too), log records, Slack posts, the Prefect API, or any file it wrote."""
+    settings, summary, warnings = first_run
+    root, _ = dataset
+    secrets = run_output.secrets
+    assert settings.ip_hash_key == secrets["CDNLAKE_IP_HASH_KEY"] and settings.anonymize_ip == "hash"
+    assert settings.slack_signing_secret == secrets["CDNLAKE_SLACK_SIGNING_SECRET"]
+    assert settings.slack_webhook_url.endswith(secrets["webhook token"])
+    # The places searched are not empty: capture, logging and Slack really saw the run.
+    assert f"BEGIN cdn-daily {D}" in run_output.stderr, "stderr was not captured"
+    assert any("spark job ingest" in r for r in run_output.records)
+    assert any(b"COMPLETE cdn-daily" in post for post in run_output.slack_posts)
+    sources = [("stdout", run_output.stdout), ("stderr", run_output.stderr),
+               ("log records", "\n".join(run_output.records)), ("notify warnings", "\n".join(warnings)),
+               ("run summary", json.dumps(summary, default=str))]  # fmt: skip
+    sources += [(f"slack post {i}", post.decode("utf-8", "replace")) for i, post in enumerate(run_output.slack_posts)]
+    prefect = list(prefect_records(summary["flow_run_id"]))
+    assert {SUMMARY_KEY, INSIGHTS_KEY, PDF_KEY, CSV_KEY} <= {w.removeprefix("prefect artifact ") for w, _ in prefect}
+    assert any(where == "prefect logs" for where, _ in prefect)
+    files = list(output_files(root))
+    names = {where for where, _ in files}
+    for expected in ("cdn_report.pdf", "cdn_statistics.csv", "summary.json", ".eml", "sent_ledger.json"):
+        assert any(name.endswith(expected) for name in names), expected
+    assert any("_delta_log" in name for name in names) and any(name.endswith(".parquet") for name in names)
+    assert leaks(sources + prefect + files, secrets) == []
+
+
+def test_the_output_search_finds_a_planted_secret_in_every_kind_of_file(tmp_path: Path) -> None:
+    """The search above can fail: a fake secret hidden in base64 mail, a deflated PDF, Parquet, gzip, JSON."""
+    from email.message import EmailMessage
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from reportlab.pdfgen import canvas
+
+    secret = fake("planted")
+    pdf = io.BytesIO()
+    page = canvas.Canvas(pdf, pageCompression=1)
+    page.drawString(72, 720, f"peak at 13:37 {secret}")
+    page.save()
+    day = tmp_path / "reports" / "2024-06-09"
+    day.mkdir(parents=True)
+    (day / "cdn_report.pdf").write_bytes(pdf.getvalue())
+    (day / "cdn_statistics.csv").write_text("DATE,TIME\n2024-06-09,0\n", encoding="utf-8")  # clean
+    (tmp_path / "outbox").mkdir()
+    body = EmailMessage()
+    body.set_content(f"最大ピーク {secret}", cte="base64")
+    (tmp_path / "outbox" / "2024-06-09_1.eml").write_bytes(body.as_bytes())
+    attached = EmailMessage()
+    attached.set_content("本文")
+    attached.add_attachment(pdf.getvalue(), maintype="application", subtype="pdf", filename="cdn_report.pdf")
+    (tmp_path / "outbox" / "2024-06-09_2.eml").write_bytes(attached.as_bytes())
+    table = tmp_path / "warehouse" / "cdn_logs"
+    (table / "dt=2024-06-09").mkdir(parents=True)
+    (table / "_delta_log").mkdir()
+    pq.write_table(pa.table({"c_ip": ["192.0.2.0", secret]}), table / "dt=2024-06-09" / "part-0.parquet")
+    (table / "_delta_log" / "00000000000000000000.json").write_text(json.dumps({"commitInfo": secret}))
+    (tmp_path / "warehouse" / "rejects.gz").write_bytes(gzip.compress(secret.encode()))
+    hidden = ["reports/2024-06-09/cdn_report.pdf", "outbox/2024-06-09_1.eml", "outbox/2024-06-09_2.eml",
+              "warehouse/rejects.gz"]  # fmt: skip
+    for name in hidden:
+        assert secret.encode() not in (tmp_path / name).read_bytes(), name  # only decoding finds these
+    plain = [
+        "warehouse/cdn_logs/_delta_log/00000000000000000000.json",
+        "warehouse/cdn_logs/dt=2024-06-09/part-0.parquet",
+    ]
+    assert leaks(output_files(tmp_path), {"planted": secret}) == sorted(f"{n}: planted" for n in hidden + plain)
+    assert leaks([("stderr", f"url=https://x/{secret}")], {"planted": secret}) == ["stderr: planted"]
 
 
 def test_second_run_sends_no_second_email(first_run: Any, dataset: Any, monkeypatch: pytest.MonkeyPatch) -> None:
