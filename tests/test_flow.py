@@ -185,7 +185,7 @@ def captured(request: pytest.FixtureRequest, output: RunOutput) -> Iterator[None
         sys.stderr.write(before.err)
     handler = AllRecords()
     loggers = [logging.getLogger()] + [logging.getLogger(name) for name, logger in
-                                       logging.Logger.manager.loggerDict.items()
+                                       list(logging.Logger.manager.loggerDict.items())
                                        if isinstance(logger, logging.Logger) and not logger.propagate]  # fmt: skip
     ours = [logging.getLogger(name) for name in ("flows", "spark_jobs", "reporting")]
     levels = [logger.level for logger in ours]
