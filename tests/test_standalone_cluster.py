@@ -1,13 +1,16 @@
-"""The distributed path for real: a Spark standalone master and worker, the ingest job on them.
+"""The distributed path for real: a Spark standalone master and two workers, ingest and statistics
+on them, and the tables equal to a local-mode run of the same input, row for row.
 
-The cluster runs from the pyspark install (SPARK_HOME = the pyspark package). The job's driver
+The cluster runs from the pyspark install (SPARK_HOME = the pyspark package). The jobs' driver
 runs in a subprocess because this test process already holds the shared local SparkContext
-(tests/conftest.py) and a JVM allows only one. Jars come from the local Ivy cache through
+(tests/conftest.py) and a JVM allows only one; that shared session does the local-mode run the
+cluster's tables are compared with. Jars come from the local Ivy cache through
 spark.jars.packages; executors fetch them from the driver.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -24,38 +27,51 @@ from typing import Any
 import pyspark
 import pytest
 
+from bench.duckdb_reference import hourly_statistics
+from flows.sample_logs import generate_logs
+from spark_jobs import aggregate, ingest
+from spark_jobs.storage import table_path
 from tests.samples import build_landing
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(pyspark.__file__).parent
 APP_NAME = "cdnlake-cluster-test"
-# Four short-lived JVMs share a small machine: the quick C1 compiler and the serial collector
-# cut the CPU they burn warming up (this tests the wiring, not JIT throughput).
+WORKERS = 2
+D = dt.date(2024, 5, 1)
+SAMPLE_DATES = ["2019-12-04", "2024-07-13"]
+# Seven short-lived JVMs (master, two workers, driver, two executors, the local session) share a
+# small machine: the quick C1 compiler and the serial collector cut the CPU they burn warming up
+# (this tests the wiring, not JIT throughput).
 JAVA_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
-# The job as flows/runner.py's in-process runner runs it, but against the spark:// master. Only the
-# Delta package is requested: the data is local, and hadoop-aws would make every executor copy the
+# The jobs as flows/runner.py's in-process runner runs them, but against the spark:// master: one
+# executor of one core per worker, and no job starts before both have registered. Only the Delta
+# package is requested: the data is local, and hadoop-aws would make every executor copy the
 # ~600 MB AWS SDK bundle from the driver, which alone takes minutes here.
 DRIVER = """
 import json, sys
-from spark_jobs import ingest
+from spark_jobs import aggregate, ingest
 from spark_jobs.session import build_session, jar_packages
 
-master, app_name, java_opts, source, warehouse, *dates = sys.argv[1:]
+master, app_name, java_opts, workers, source, warehouse, report_date, *dates = sys.argv[1:]
 delta = [p for p in jar_packages() if p.startswith("io.delta:")]
 spark = build_session(master, app_name=app_name, extra_conf={
     "spark.jars.packages": ",".join(delta), "spark.executor.memory": "768m", "spark.executor.cores": "1",
-    "spark.cores.max": "1", "spark.driver.memory": "1g", "spark.sql.shuffle.partitions": "2",
+    "spark.cores.max": workers, "spark.driver.memory": "1g", "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2", "spark.ui.enabled": "false",
+    "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+    "spark.scheduler.maxRegisteredResourcesWaitingTime": "180s",
     "spark.driver.extraJavaOptions": java_opts, "spark.executor.extraJavaOptions": java_opts})
 results = {}
 for date in dates:
     args = ingest.build_parser().parse_args(["--date", date, "--source", source, "--warehouse", warehouse])
     results[date] = ingest.run(spark, args)
+args = aggregate.build_parser().parse_args(["--date", report_date, "--warehouse", warehouse])
+stats = aggregate.run(spark, args)
 executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1  # minus the driver
 spark.stop()
-print(json.dumps({"results": results, "executors": executors}, default=str))
+print(json.dumps({"results": results, "stats": stats, "executors": executors}, default=str))
 """
 
 
@@ -63,7 +79,7 @@ print(json.dumps({"results": results, "executors": executors}, default=str))
 class Cluster:
     url: str
     ui: str
-    work_dir: Path
+    work_dirs: list[Path]
     env: dict[str, str]
 
     def state(self) -> dict[str, Any]:
@@ -108,54 +124,146 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
+def session_members(sids: set[int]) -> list[str]:
+    """`pid command` of the live processes in the given sessions (a started JVM and its children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after the parenthesised command: state, ppid, pgrp, session, ...
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if stat[0] != "Z" and int(stat[3]) in sids:
+                found.append(f"{entry.name} {(entry / 'cmdline').read_bytes()[:200]!r}")
+        except (OSError, IndexError, ValueError):  # the process ended while being read
+            continue
+    return found
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cluster")
-    port, ui, worker_ui = free_port(), free_port(), free_port()
+    port, ui = free_port(), free_port()
     env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1",
            "SPARK_LOG_DIR": str(root / "logs"), "PYSPARK_PYTHON": sys.executable, "SPARK_DAEMON_JAVA_OPTS": JAVA_OPTS,
            # Executors' Python workers import spark_jobs (mapInArrow functions) from this checkout.
            "PYTHONPATH": str(ROOT)}  # fmt: skip
     env.pop("SPARK_CONF_DIR", None)
-    work_dir = root / "work"
+    work_dirs = [root / f"work{i}" for i in range(WORKERS)]
     procs: list[subprocess.Popen[bytes]] = []
     try:
         url = f"spark://127.0.0.1:{port}"
-        # Started together: the worker retries until the master listens, which saves a JVM start-up.
+        # Started together: workers retry until the master listens, which saves JVM start-ups.
         procs.append(start(env, root / "master.log", "org.apache.spark.deploy.master.Master",
                            "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)))  # fmt: skip
-        procs.append(start(env, root / "worker.log", "org.apache.spark.deploy.worker.Worker", url,
-                           "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
-                           "--webui-port", str(worker_ui), "--work-dir", str(work_dir)))  # fmt: skip
-        c = Cluster(url, f"http://127.0.0.1:{ui}", work_dir, env)
-        wait_for(lambda: c.state().get("aliveworkers", 0) >= 1, 120, "registered worker", procs)
+        for i, work_dir in enumerate(work_dirs):
+            procs.append(start(env, root / f"worker{i}.log", "org.apache.spark.deploy.worker.Worker", url,
+                               "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
+                               "--webui-port", str(free_port()), "--work-dir", str(work_dir)))  # fmt: skip
+        c = Cluster(url, f"http://127.0.0.1:{ui}", work_dirs, env)
+        wait_for(lambda: c.state().get("aliveworkers", 0) >= WORKERS, 180, f"{WORKERS} registered workers", procs)
         yield c
     finally:
         for proc in reversed(procs):
             stop(proc)
+    # Nothing of the cluster outlives the module: no master, worker or executor JVM.
+    leftovers = session_members({p.pid for p in procs})
+    assert not leftovers, leftovers
 
 
-def test_ingest_runs_on_the_standalone_cluster(cluster: Cluster, tmp_path: Path) -> None:
-    source, warehouse = tmp_path / "landing", tmp_path / "warehouse"
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated day (2 distributions, 48 files) and the real-format samples, side by side."""
+    source = tmp_path_factory.mktemp("cluster-data") / "landing"
+    generate_logs(D, 2, 1_000, seed=3, out_dir=source, files_per_hour=1)
     build_landing(source)
-    dates = ["2019-12-04", "2024-07-13"]
-    cmd = [sys.executable, "-c", DRIVER, cluster.url, APP_NAME, JAVA_OPTS, str(source), str(warehouse), *dates]
+    return source
+
+
+def run_on_cluster(cluster: Cluster, source: Path, warehouse: Path, cwd: Path) -> dict[str, Any]:
+    cmd = [sys.executable, "-c", DRIVER, cluster.url, APP_NAME, JAVA_OPTS, str(WORKERS), str(source),
+           str(warehouse), D.isoformat(), D.isoformat(), *SAMPLE_DATES]  # fmt: skip
     # JVM start-ups and many small Spark jobs dominate; the margin is for machines busy with other work.
-    out = subprocess.run(cmd, env=cluster.env, cwd=tmp_path, capture_output=True, text=True, timeout=480, check=False)
+    out = subprocess.run(cmd, env=cluster.env, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run_locally(spark: Any, source: Path, warehouse: Path) -> dict[str, Any]:
+    results = {}
+    for date in [D.isoformat(), *SAMPLE_DATES]:
+        args = ["--date", date, "--source", str(source), "--warehouse", str(warehouse)]
+        results[date] = ingest.run(spark, ingest.build_parser().parse_args(args))
+    stats = aggregate.run(spark, aggregate.build_parser().parse_args(["--date", D.isoformat(), "--warehouse",
+                                                                      str(warehouse)]))  # fmt: skip
+    return {"results": results, "stats": stats}
+
+
+@pytest.fixture(scope="module")
+def runs(cluster: Cluster, landing: Path, spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("cluster-runs")
+    started = time.monotonic()
+    remote = run_on_cluster(cluster, landing, root / "warehouse-cluster", root)
+    remote["seconds"] = time.monotonic() - started
+    local = run_locally(spark, landing, root / "warehouse-local")
+    return {"cluster": remote, "local": local, "root": root}
+
+
+# Columns that name a run or its moment rather than the data; everything else must be equal.
+RUN_COLUMNS = {"cdn_logs": (), "cdn_logs_rejects": ("ingest_run",), "ingest_files": ("ingest_run", "ingested_at"),
+               "stats_hourly": (), "stats_minute": (), "stats_top_objects": (), "stats_top_referrers": (),
+               "stats_edge_locations": (), "stats_viewers": ()}  # fmt: skip
+
+
+def differences(spark: Any, root: Path, table: str) -> tuple[int, list[Any], list[Any]]:
+    """(rows, rows only in the cluster's table, rows only in the local one): multiset difference."""
+    cluster_df, local_df = (
+        spark.read.format("delta").load(table_path(str(root / f"warehouse-{kind}"), table)).drop(*RUN_COLUMNS[table])
+        for kind in ("cluster", "local")
+    )
+    only_cluster = cluster_df.exceptAll(local_df).limit(5).collect()
+    only_local = local_df.exceptAll(cluster_df).limit(5).collect()
+    return cluster_df.count(), only_cluster, only_local
+
+
+def test_both_workers_ran_the_jobs(cluster: Cluster, runs: dict[str, Any]) -> None:
+    report = runs["cluster"]
+    assert report["executors"] == WORKERS  # the workers' executors, not a local fallback
     results = report["results"]
     assert (results["2019-12-04"]["loaded"], results["2019-12-04"]["rejected"]) == (5, 0)
     assert (results["2024-07-13"]["loaded"], results["2024-07-13"]["rejected"]) == (0, 1)
-    assert report["executors"] == 1  # the worker's executor, not a local fallback
+    assert results[D.isoformat()]["files"] == 48 and results[D.isoformat()]["lines_read"] == 1_000
 
-    # The master saw the application finish, with the worker's core granted to it...
+    # The master saw the application finish with a core of each worker...
     state = cluster.state()
     (app,) = [a for a in state["completedapps"] if a["name"] == APP_NAME]
-    assert app["state"] == "FINISHED" and app["cores"] == 1
-    # ...and the executor ran on the worker: its directory and log exist in the worker's work dir.
-    executor_logs = list(cluster.work_dir.glob(f"{app['id']}/*/stderr"))
-    assert executor_logs, sorted(str(p) for p in cluster.work_dir.rglob("*"))[:20]
-    assert "Running task" in executor_logs[0].read_text(errors="replace")
-    # The Delta tables are where the driver said, written by the executor.
-    assert (warehouse / "cdn_logs" / "_delta_log").is_dir() and (warehouse / "cdn_logs_rejects").is_dir()
+    assert app["state"] == "FINISHED" and app["cores"] == WORKERS
+    # ...and each worker ran an executor that ran tasks: its log is in that worker's work dir.
+    for work_dir in cluster.work_dirs:
+        logs = list(work_dir.glob(f"{app['id']}/*/stderr"))
+        assert len(logs) == 1, sorted(str(p) for p in work_dir.rglob("*"))[:20]
+        assert "Running task" in logs[0].read_text(errors="replace"), work_dir
+
+
+@pytest.mark.parametrize("table", list(RUN_COLUMNS))
+def test_cluster_tables_equal_the_local_run(spark: Any, runs: dict[str, Any], table: str) -> None:
+    rows, only_cluster, only_local = differences(spark, runs["root"], table)
+    assert rows > 0
+    assert only_cluster == [] and only_local == []
+
+
+def test_cluster_results_equal_the_local_run_and_duckdb(runs: dict[str, Any], landing: Path, spark: Any) -> None:
+    cluster, local = runs["cluster"], runs["local"]
+    for date, result in cluster["results"].items():
+        same = {k: v for k, v in result.items() if k not in ("run_id", "seconds")}
+        assert same == {k: v for k, v in local["results"][date].items() if k not in ("run_id", "seconds")}, date
+    assert cluster["stats"]["rows"] == local["stats"]["rows"]
+    # And both are right: the cluster's hourly statistics of D equal DuckDB's over the raw files.
+    expected = {(str(r[0]), int(r[1])): [int(x) for x in r[2:]]
+                for r in hourly_statistics(sorted(landing.rglob(f"*.{D.isoformat()}-*.gz")))}  # fmt: skip
+    measures = ["request_count", "hit_count", "miss_count", "error_count", "incomplete_count", "http2xx_count",
+                "http3xx_count", "http4xx_count", "http5xx_count", "bytes_requested", "bytes_missed"]  # fmt: skip
+    hourly = spark.read.format("delta").load(table_path(str(runs["root"] / "warehouse-cluster"), "stats_hourly"))
+    got = {(r["dt"], r["hour"]): [r[m] for m in measures]
+           for r in hourly.groupBy("dt", "hour").sum(*measures).toDF("dt", "hour", *measures).collect()}  # fmt: skip
+    assert got == expected
