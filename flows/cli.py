@@ -130,9 +130,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from flows import pipeline
+    from flows.locks import date_locks
 
     settings = _settings(args)
-    result = pipeline.ingest_date(settings, args.date or _yesterday(), list(settings.distributions) or None)
+    date = args.date or _yesterday()
+    with date_locks(settings, [date]):  # not while a run of the same date is writing it
+        result = pipeline.ingest_date(settings, date, list(settings.distributions) or None)
     print(pipeline.format_ingest(result))
     return 0
 
@@ -165,10 +168,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from flows import pipeline
+    from flows.locks import date_locks
 
     settings = _settings(args)
     date = args.date or _yesterday()
-    _print(pipeline.report_and_email(settings, date, list(settings.distributions) or None, args.resend_email))
+    with date_locks(settings, [date]):  # the e-mail ledger is checked and written under the date's lock
+        result = pipeline.report_and_email(settings, date, list(settings.distributions) or None, args.resend_email)
+    _print(result)
     return 0
 
 

@@ -12,6 +12,12 @@ tables at the same time. Create it once per Prefect server:
     prefect gcl create cdnlake-warehouse-writes --limit 1
 
 Without it the writes are serialised within the process only (and a line says so).
+
+Besides, a run holds the lock of every date it writes (flows/locks.py: a lock file or S3 object
+under the warehouse, seen by every process) from ingest to the e-mail, so a second run of the same
+date started anywhere waits for the first (CDNLAKE_LOCK_WAIT_SECONDS) or fails saying who holds it.
+The date locks are taken before the global limit's slot, in date order: no run waits for a slot
+while holding up another.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +36,7 @@ from prefect.concurrency.sync import concurrency as global_concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows import pipeline
+from flows import locks, pipeline
 from flows.artifacts import day_totals, flow_run_id, ingest_totals, publish_artifacts, run_url
 from flows.notify import StageProgress, notifier_from_settings
 from flows.settings import Settings, load_settings
@@ -145,8 +151,11 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
         check = check_raw_files_task(settings, date, distributions)
         _handle_anomalies(run, settings, check)
         dates = dates_to_ingest_task(settings, date, distributions)
-    with warehouse_writes():
-        with run.stage("ingest"):
+    with ExitStack() as date_locks, ExitStack() as writes:
+        with run.stage("ingest"):  # waiting for (or failing on) another run's date lock shows here
+            date_locks.enter_context(locks.date_locks(
+                settings, dates, flow_run_id(), on_wait=lambda text: run.event("warning", detail=text)))  # fmt: skip
+            writes.enter_context(warehouse_writes())
             ingested = {d.isoformat(): ingest_task(settings, d, distributions) for d in dates}
         with run.stage("compact"):
             for d in dates:
@@ -154,13 +163,14 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
         with run.stage("aggregate"):
             aggregate_task(settings, date, distributions, dates)
             catalog = catalog_task(settings)
-    with run.stage("reconcile"):  # every date whose rows changed; a mismatch stops the run here
-        reconciled = {d.isoformat(): reconcile_task(settings, d, distributions) for d in dates}
-    with run.stage("report"):
-        crosscheck = crosscheck_task(settings, date, distributions)
-        report = build_report_task(settings, date, distributions, crosscheck)
-    with run.stage("email"):
-        email = send_email_task(settings, date, distributions, resend_email, crosscheck)
+        writes.close()  # the date locks stay: reconcile checks what this run wrote, the e-mail is once per date
+        with run.stage("reconcile"):  # every date whose rows changed; a mismatch stops the run here
+            reconciled = {d.isoformat(): reconcile_task(settings, d, distributions) for d in dates}
+        with run.stage("report"):
+            crosscheck = crosscheck_task(settings, date, distributions)
+            report = build_report_task(settings, date, distributions, crosscheck)
+        with run.stage("email"):
+            email = send_email_task(settings, date, distributions, resend_email, crosscheck)
     figures = report["summary"]
     return {
         "date": date.isoformat(),

@@ -55,6 +55,10 @@ class Settings:
     # Conditional execution: what to do when the raw files look wrong.
     on_anomaly: str = "stop"  # stop | continue
     min_volume_ratio: float = 0.2  # below this share of the recent average the volume is an anomaly
+    # Per-date run lock (flows/locks.py): how long a second run of the same date waits for the first
+    # before failing, and after how long without a heartbeat an S3 lock counts as abandoned.
+    lock_wait_seconds: float = 600.0
+    lock_stale_seconds: float = 600.0
     # Kubernetes runner
     k8s_namespace: str = "cdnlake"
     k8s_image: str = "cdnlake:latest"
@@ -136,6 +140,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{ENV_PREFIX}SPARK_RUNNER: one of {', '.join(RUNNERS)} (got {s.spark_runner!r})")
     if s.on_anomaly not in ("stop", "continue"):
         raise ConfigError(f"{ENV_PREFIX}ON_ANOMALY: stop or continue (got {s.on_anomaly!r})")
+    if s.lock_wait_seconds < 0:
+        raise ConfigError(f"{ENV_PREFIX}LOCK_WAIT_SECONDS: seconds, 0 or more (got {s.lock_wait_seconds!r})")
+    if s.lock_stale_seconds < 10:
+        raise ConfigError(f"{ENV_PREFIX}LOCK_STALE_SECONDS: seconds, 10 or more (got {s.lock_stale_seconds!r})")
     if s.anonymize_ip not in ("none", "truncate", "hash"):
         raise ConfigError(f"{ENV_PREFIX}ANONYMIZE_IP: none, truncate or hash (got {s.anonymize_ip!r})")
     if s.anonymize_ip == "hash" and not s.ip_hash_key:
