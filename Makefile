@@ -12,9 +12,10 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet uv==$(UV_VERSION)
 
-# Installs exactly the versions in uv.lock (fails if the lock is out of date).
-$(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON)
+# Installs exactly the versions in uv.lock (fails if the lock is out of date). Bytecode is compiled
+# at install: with PYTHONDONTWRITEBYTECODE set, every Spark Python worker recompiled pandas (~8 s).
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock Makefile
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
 install: $(VENV)/.installed

@@ -10,8 +10,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from delta.tables import DeltaTable
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
@@ -29,6 +30,13 @@ from spark_jobs.useragent import agent_table, with_user_agent_details
 # Files are read whole by Python workers: a few per Arrow batch keeps worker memory bounded.
 _FILES_PER_ARROW_BATCH = "4"
 
+
+# Delta collects min/max/null statistics per file for these columns only: with its default (the
+# first 32 columns) statistics cost 3x the Parquet write itself. These are what queries filter on
+# besides the distro/dt partitions.
+CDN_LOGS_PROPERTIES = {
+    "delta.dataSkippingStatsColumns": "ts,hour,sc_status,x_edge_location,x_edge_response_result_type",
+}
 
 HASH_KEY_CONF = "spark.cdnlake.ip.hash.secret"  # "secret" in the name: Spark redacts it in UI and logs
 
@@ -70,6 +78,37 @@ def find_duplicates(markers: list[Any]) -> dict[str, str]:
     return duplicates
 
 
+def duplicate_requests(staged: DataFrame) -> DataFrame:
+    """(source_file, line_no, duplicate) for each good line whose request id an earlier line has.
+
+    x-edge-request-id is unique per request, so a repeat is the same request delivered twice (a
+    file re-sent under another name, an overlapping concatenation). The first by (file, line) is
+    kept. Only 64-bit hashes are shuffled for all rows; ids are compared for the few that collide.
+    """
+    good = staged.where(F.col("line_no").isNotNull() & F.col("reason").isNull()
+                        & F.col("x_edge_request_id").isNotNull())  # fmt: skip
+    hashed = good.select("source_file", "line_no", "x_edge_request_id",
+                         F.xxhash64("x_edge_request_id").alias("request_hash"))  # fmt: skip
+    shared = hashed.groupBy("request_hash").count().where(F.col("count") > 1).select("request_hash")
+    window = Window.partitionBy("x_edge_request_id").orderBy("source_file", "line_no")
+    first = F.first(F.struct("source_file", "line_no")).over(window)
+    return (
+        hashed.join(shared, "request_hash")
+        .withColumns({"n": F.row_number().over(window), "first": first})
+        .where(F.col("n") > 1)
+        .select("source_file", "line_no", F.concat(
+            F.lit("duplicate request id: first at "), F.col("first.source_file"),
+            F.lit(" line "), F.col("first.line_no").cast("string"),
+        ).alias("duplicate"))
+    )  # fmt: skip
+
+
+def with_duplicate_requests(staged: DataFrame, duplicates: DataFrame) -> DataFrame:
+    """Reject the repeated requests found by duplicate_requests (their reason says where the first is)."""
+    joined = staged.join(duplicates, ["source_file", "line_no"], "left")
+    return joined.withColumn("reason", F.coalesce("reason", "duplicate")).drop("duplicate")
+
+
 def rejects_frame(staged: DataFrame, run_id: str) -> DataFrame:
     """Rejected lines and damaged-file markers (line_no NULL) with their reason."""
     rejected = staged.filter(F.col("reason").isNotNull())
@@ -96,21 +135,47 @@ def unread_files_frame(spark: SparkSession, files: list[RawFile], seen: set[str]
 
 
 def ingest_files_rows(
-    files: list[RawFile], counts: dict[str, Any], markers: dict[str, Any], duplicates: dict[str, str],
-    run_id: str,
-) -> list[tuple[Any, ...]]:  # fmt: skip
+    files: list[RawFile], accounting: dict[str, Any], duplicates: dict[str, str], run_id: str
+) -> list[tuple[Any, ...]]:
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rows = []
     for f in files:
-        c = counts.get(f.path)
-        lines, rejected = (int(c["lines_read"]), int(c["rejected"])) if c else (0, 0)
-        damage = markers[f.path]["reason"] if f.path in markers else unread_reason(f)
+        a = accounting.get(f.path)
+        lines, rejected = (a["lines_read"], a["rejected"]) if a else (0, 0)
+        damage = a["reason"] if a else unread_reason(f)
         modified = dt.datetime.fromtimestamp(f.modified_ms / 1000, dt.UTC).replace(tzinfo=None)
         rows.append(
             (f.path, f.path.rsplit("/", 1)[-1], f.size, modified, lines, lines - rejected, rejected,
              damage is not None, duplicates.get(f.path), run_id, now, f.distro, f.date)
         )  # fmt: skip
     return rows
+
+
+def agg_file_accounting(staged: DataFrame) -> DataFrame:
+    """Per file: its marker (`value` = sha256, `reason` = damage), lines read and lines rejected."""
+    is_line = F.col("line_no").isNotNull()
+    return staged.groupBy("source_file").agg(
+        F.max(F.when(~is_line, F.col("value"))).alias("value"),
+        F.max(F.when(~is_line, F.col("reason"))).alias("reason"),
+        F.count_if(is_line).alias("lines_read"),
+        F.count_if(is_line & F.col("reason").isNotNull()).alias("rejected"),
+    )
+
+
+def ensure_cdn_logs(spark: SparkSession, path: str) -> None:
+    """Create cdn_logs with its schema and properties, or bring an older table's properties up to date."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(CDN_LOGS_SCHEMA)
+        builder = builder.partitionedBy("distro", "dt")
+        for key, value in CDN_LOGS_PROPERTIES.items():
+            builder = builder.property(key, value)
+        builder.execute()
+        return
+    current = DeltaTable.forPath(spark, path).detail().first()["properties"]
+    changed = {k: v for k, v in CDN_LOGS_PROPERTIES.items() if current.get(k) != v}
+    if changed:
+        settings = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
 
 
 def write_partitions(df: DataFrame, path: str, predicate: str) -> None:
@@ -122,6 +187,15 @@ def write_partitions(df: DataFrame, path: str, predicate: str) -> None:
         .partitionBy("distro", "dt")
         .save(path)
     )
+
+
+def write_cdn_logs(spark: SparkSession, staged_lines: DataFrame, warehouse: str, predicate: str) -> None:
+    """The loaded lines, with the User-Agent details of their distinct agents, into cdn_logs."""
+    loaded = staged_lines.filter(F.col("line_no").isNotNull() & F.col("reason").isNull())
+    agents = [r[0] for r in loaded.select("cs_user_agent").distinct().collect()]
+    logs = with_user_agent_details(loaded, agent_table(spark, agents)).select(*CDN_LOGS_SCHEMA.fieldNames())
+    ensure_cdn_logs(spark, table_path(warehouse, "cdn_logs"))
+    write_partitions(logs, table_path(warehouse, "cdn_logs"), predicate)
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
@@ -139,37 +213,30 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", _FILES_PER_ARROW_BATCH)
     staged = read_raw_lines(spark, files, privacy_options(spark, args)).persist(StorageLevel.MEMORY_AND_DISK)
+    repeated: DataFrame | None = None
     try:
-        markers = staged.filter(F.col("line_no").isNull()).select("source_file", "value", "reason").collect()
-        duplicates = find_duplicates(markers)
+        # The first action parses every file into the cache and yields each file's accounting.
+        accounting = {r["source_file"]: r.asDict() for r in staged.transform(agg_file_accounting).collect()}
+        duplicates = find_duplicates(list(accounting.values()))
         staged_lines = with_duplicate_files(staged, duplicates)
         # The marker's `value` is the file digest, not a line: keep only its reason in rejects.
-        staged_lines = staged_lines.withColumn(
-            "value", F.when(F.col("line_no").isNotNull(), F.col("value"))
-        )
-        loaded = staged_lines.filter(F.col("line_no").isNotNull() & F.col("reason").isNull())
-        agents = [r[0] for r in loaded.select("cs_user_agent").distinct().collect()]
-        enriched = with_user_agent_details(loaded, agent_table(spark, agents))
-        logs = enriched.select(*CDN_LOGS_SCHEMA.fieldNames())
-        write_partitions(logs, table_path(args.warehouse, "cdn_logs"), predicate)
+        staged_lines = staged_lines.withColumn("value", F.when(F.col("line_no").isNotNull(), F.col("value")))
+        repeated = duplicate_requests(staged_lines).persist(StorageLevel.MEMORY_AND_DISK)
+        repeats = {r["source_file"]: r["count"] for r in repeated.groupBy("source_file").count().collect()}
+        if repeats:  # usually none: then the lines are written without a join
+            staged_lines = with_duplicate_requests(staged_lines, repeated)
+        for path, a in accounting.items():
+            a["rejected"] = a["lines_read"] if path in duplicates else a["rejected"] + repeats.get(path, 0)
+        write_cdn_logs(spark, staged_lines, args.warehouse, predicate)
         rejects = rejects_frame(staged_lines, run_id).unionByName(
-            unread_files_frame(spark, files, {m["source_file"] for m in markers}, run_id)
+            unread_files_frame(spark, files, set(accounting), run_id)
         )
         write_partitions(rejects, table_path(args.warehouse, "cdn_logs_rejects"), predicate)
-        counts = {
-            r["source_file"]: r
-            for r in staged_lines.filter(F.col("line_no").isNotNull())
-            .groupBy("source_file")
-            .agg(
-                F.count("*").alias("lines_read"),
-                F.count(F.when(F.col("reason").isNotNull(), 1)).alias("rejected"),
-            )
-            .collect()
-        }
     finally:
         staged.unpersist()
-    marker_map = {m["source_file"]: m for m in markers}
-    rows = ingest_files_rows(files, counts, marker_map, duplicates, run_id)
+        if repeated is not None:
+            repeated.unpersist()
+    rows = ingest_files_rows(files, accounting, duplicates, run_id)
     files_df = spark.createDataFrame(rows, INGEST_FILES_SCHEMA)
     write_partitions(files_df, table_path(args.warehouse, "ingest_files"), predicate)
     return result | summarise(rows) | {"seconds": round(time.monotonic() - started, 2)}

@@ -100,6 +100,9 @@ def base_conf(master: str | None, shuffle_partitions: int = 8) -> dict[str, str]
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.parquet.compression.codec": "zstd",
+        # Dictionary pages cost 3x the Parquet write time of cdn_logs (request ids, URIs, agents are
+        # near-unique per file) and zstd alone made smaller files (bench/RESULTS.md).
+        "spark.hadoop.parquet.enable.dictionary": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         # Delta computes table snapshots with 50 partitions by default: far too many for the

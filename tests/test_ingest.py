@@ -151,3 +151,28 @@ def test_readable_by_delta_rs(loaded: dict[str, Any]) -> None:
     assert table.metadata().partition_columns == ["distro", "dt"]
     frame = table.to_pandas(partitions=[("dt", "=", "2018-11-07")])
     assert len(frame) == 5 and set(frame["distro"]) == {D}
+
+
+def test_repeated_request_ids_are_loaded_once(spark: Any, tmp_path: Path) -> None:
+    """The same requests re-delivered in a different file (other bytes, other name) count once."""
+    source = tmp_path / "landing"
+    header, lines = sample_lines("real-2018-26fields-excerpt")
+    write_gz(source / f"{DISTRO}.2018-11-07-00.first.gz", header + lines)
+    # Re-sent: two of the five requests again, plus a new one (its request id edited), another header.
+    new_line = lines[0].replace(lines[0].split("\t")[14], "NEWREQUESTID0000000000000000000000000000000000000000==")
+    write_gz(source / f"{DISTRO}.2018-11-07-00.resent.gz", [header[0], header[1], lines[3], new_line, lines[1]])
+    result = run_ingest(spark, source, tmp_path / "wh", "2018-11-07")
+    assert (result["lines_read"], result["loaded"], result["rejected"]) == (8, 6, 2)
+    files = {r.file_name.split(".")[-2]: r for r in
+             spark.read.format("delta").load(str(tmp_path / "wh" / "ingest_files")).collect()}  # fmt: skip
+    assert (files["first"].loaded, files["first"].rejected) == (5, 0)
+    assert (files["resent"].loaded, files["resent"].rejected, files["resent"].duplicate_of) == (1, 2, None)
+    rejects = spark.read.format("delta").load(str(tmp_path / "wh" / "cdn_logs_rejects")).orderBy("line_no").collect()
+    # The repeat is not stored again: the reason points at the request's first line.
+    assert [(r.line_no, r.raw_line) for r in rejects] == [(3, None), (5, None)]
+    first = next(iter(source.glob("*.first.gz")))
+    # line numbers of the first file: 2 header lines, so sample line i is at line i + 3
+    assert [r.reason for r in rejects] == [f"duplicate request id: first at file:{first} line 6",
+                                           f"duplicate request id: first at file:{first} line 4"]  # fmt: skip
+    ids = [r.x_edge_request_id for r in spark.read.format("delta").load(str(tmp_path / "wh" / "cdn_logs")).collect()]
+    assert len(ids) == len(set(ids)) == 6

@@ -127,3 +127,29 @@ def test_privacy_truncate_hash_and_cookies() -> None:
 
     assert hashed[0]["c_ip"] == hmac.new(b"k", b"203.0.113.77", hashlib.sha256).hexdigest()[:32]
     assert hashed[0]["cs_cookie"] == "sid=abc"
+
+
+def test_ipv6_truncation_matches_ipaddress_and_covers_lists() -> None:
+    """The hand-written /48 (plain hex groups) equals ipaddress's on every form; lists keep separators."""
+    import ipaddress
+    import random
+
+    from spark_jobs.privacy import _truncate_column
+
+    rng = random.Random(7)
+    forms = ["::", "::1", "2001:db8::", "::ffff:192.0.2.1", "fe80::1%eth0", "not-an-ip", "2001:db8::1::2"]
+    for _ in range(2000):
+        groups = [rng.choice([0, 0, 1, 0xDB8, 0xFFFF, rng.randrange(65536)]) for _ in range(8)]
+        address = ipaddress.IPv6Address(":".join(f"{g:x}" for g in groups))
+        forms += [str(address), address.exploded, address.exploded.upper()]
+
+    def expected(value: str) -> str:
+        try:
+            return str(ipaddress.ip_network(f"{ipaddress.ip_address(value)}/48", strict=False).network_address)
+        except ValueError:
+            return value
+
+    got = _truncate_column(pa.array(forms, pa.string())).to_pylist()
+    assert got == [expected(v) for v in forms]
+    listed = _truncate_column(pa.array(["2001:db8:85a3::1,%20203.0.113.9, 2001:0DB8:0:0:1::1", None])).to_pylist()
+    assert listed == ["2001:db8:85a3::,%20203.0.113.0, 2001:db8::", None]
