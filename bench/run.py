@@ -51,9 +51,9 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int, str]:
+def run_measured(cmd: list[str], extra_env: dict[str, str] | None = None) -> tuple[float, int, str]:
     """(wall seconds, peak RSS of the process tree, stdout) of a command."""
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(ROOT), **(extra_env or {})}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
     peak = [0]
@@ -95,7 +95,7 @@ def uncompressed_bytes(landing: Path) -> int:
     return total
 
 
-def bench_day(rows: int) -> dict[str, object]:
+def bench_day(rows: int, full_run: bool = False) -> dict[str, object]:
     landing = generate(rows)
     files = sorted(str(f) for f in landing.rglob("*.gz"))
     raw_mb = uncompressed_bytes(landing) / 1e6
@@ -109,6 +109,13 @@ def bench_day(rows: int) -> dict[str, object]:
     spark_wall, spark_rss, spark_out = run_measured(
         [sys.executable, "-m", "bench.engines", "spark", str(landing), str(work), DATE.isoformat()]
     )
+    run_wall = run_rss = None
+    if full_run:
+        run_env = {"CDNLAKE_OUTBOX": str(work / "outbox")}
+        run_wall, run_rss, _ = run_measured(
+            [str(Path(sys.executable).parent / "cdnlake"), "run", "--date", DATE.isoformat(), "--source", str(landing),
+             "--warehouse", str(work / "run-warehouse"), "--reports", str(work / "run-reports")], run_env,
+        )  # fmt: skip
     duck = json.loads(duck_out.split("RESULT ", 1)[1])
     spark = json.loads(spark_out.split("RESULT ", 1)[1])
     agree = duck["hourly"] == spark["hourly"]
@@ -116,6 +123,7 @@ def bench_day(rows: int) -> dict[str, object]:
         "rows": rows, "files": len(files), "raw_mb": raw_mb, "gz_mb": dir_size(landing) / 1e6,
         "zcat_s": zcat_s, "zcat_rss": zcat_rss, "duck": duck, "duck_rss": duck_rss, "duck_wall": duck_wall,
         "spark": spark, "spark_rss": spark_rss, "spark_wall": spark_wall, "agree": agree,
+        "run_wall": run_wall, "run_rss": run_rss,
         "duck_out_mb": dir_size(work / "duckdb_parquet") / 1e6,
         "spark_out_mb": dir_size(work / "warehouse" / "cdn_logs") / 1e6,
     }  # fmt: skip
@@ -143,6 +151,9 @@ def print_table(r: dict) -> None:
         ratio = f"{secs / ref:.2f}x" if ref else ""
         print(f"{name:34} {secs:8.2f} {rate:>11} {mbps:>10} {rss_s:>9} {out_s:>8} {ratio:>9}")
     print(f"whole Spark process (start-up + all steps): {r['spark_wall']:.1f} s wall")
+    if r.get("run_wall"):
+        print(f"`cdnlake run` for the date (JVM, Prefect, all stages, report, e-mail): {r['run_wall']:.1f} s wall, "
+              f"peak RSS {r['run_rss'] / 2**30:.2f} GiB")
     print(f"files per cdn_logs partition after compaction: {spark.get('files_per_partition')}")
     print("statistics agree exactly between DuckDB and cdnlake:", "YES" if r["agree"] else "NO")
 
@@ -151,12 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--scaling", action="store_true", help="also run 0.5M and 8M lines")
+    parser.add_argument("--full-run", action="store_true", help="also time the whole `cdnlake run` of the day")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     sizes = [500_000, args.rows, 8_000_000] if args.scaling else [args.rows]
     results = []
     for rows in sizes:
-        result = bench_day(rows)
+        result = bench_day(rows, full_run=args.full_run and rows == args.rows)
         print_table(result)
         results.append(result)
     if args.scaling:

@@ -195,6 +195,7 @@ class KubernetesRunner:
             executor=PodResources(int(opt("k8s_executor_cores", 2)), str(opt("k8s_executor_memory", "4g"))),
             max_executors=int(opt("k8s_max_executors", 0)),
             aws_region=settings.aws_region,
+            extra_conf=settings.spark_conf_pairs(),
         )
         return cls(client.CustomObjectsApi(), client.CoreV1Api(), settings.k8s_namespace, settings.k8s_image,
                    settings.k8s_service_account, settings.k8s_executor_instances, settings.k8s_timeout_s,
@@ -290,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"usage: python -m flows.k8s_runner {{{','.join(JOBS)}}} [job arguments...]")
     s = load_settings()
     config = AppConfig(s.k8s_namespace, s.k8s_image, s.k8s_service_account, s.k8s_executor_instances,
-                       aws_region=s.aws_region)  # fmt: skip
+                       aws_region=s.aws_region, extra_conf=s.spark_conf_pairs())  # fmt: skip
     manifest = spark_application(argv[0], argv[1:], run_name(argv[0], argv[1:]), config)
     sys.stdout.write(yaml.safe_dump(manifest, sort_keys=False))
 

@@ -74,6 +74,8 @@ def runner_for(settings: Settings) -> SparkRunner:
     key = (settings.spark_runner, master)
     if key not in _RUNNERS:
         # The hash key travels as Spark conf; Spark redacts "secret" keys in its UI and logs.
-        extra = {"spark.cdnlake.ip.hash.secret": settings.ip_hash_key} if settings.ip_hash_key else {}
+        extra = settings.spark_conf_pairs()
+        if settings.ip_hash_key:
+            extra["spark.cdnlake.ip.hash.secret"] = settings.ip_hash_key
         _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, extra)
     return _RUNNERS[key]

@@ -37,6 +37,11 @@ class Settings:
     spark_master: str = "local[*]"
     spark_runner: str = "local"
     spark_driver_memory: str = "4g"
+    # Extra Spark settings for every job, `key=value` pairs separated by `;` (e.g. shuffle partitions
+    # or executor memory overhead at production volume).
+    spark_conf: str = ""
+    # An S3-compatible endpoint (MinIO, LocalStack, moto): s3a is pointed there with path-style access.
+    s3_endpoint: str = ""
     report_tz: str = "UTC"
     schedule_tz: str = "Asia/Taipei"
     environment: str = "development"
@@ -94,6 +99,18 @@ class Settings:
             values[key] = "***set***" if values[key] else ""
         return values
 
+    def spark_conf_pairs(self) -> dict[str, str]:
+        """The Spark settings these settings add to every job (S3 endpoint, CDNLAKE_SPARK_CONF)."""
+        conf: dict[str, str] = {}
+        if self.s3_endpoint:
+            conf["spark.hadoop.fs.s3a.endpoint"] = self.s3_endpoint
+            conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+            conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(self.s3_endpoint.startswith("https://")).lower()
+        for item in filter(None, (i.strip() for i in self.spark_conf.split(";"))):
+            key, _, value = item.partition("=")
+            conf[key.strip()] = value.strip()
+        return conf
+
     @property
     def email_recipients_note(self) -> str:
         return f"to={','.join(self.email_to)} cc={','.join(self.email_cc)} bcc={len(self.email_bcc)}"
@@ -138,6 +155,12 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{ENV_PREFIX}REPORT_TZ: only whole-hour UTC offsets are supported")
     if s.spark_runner not in RUNNERS:
         raise ConfigError(f"{ENV_PREFIX}SPARK_RUNNER: one of {', '.join(RUNNERS)} (got {s.spark_runner!r})")
+    for item in filter(None, (i.strip() for i in s.spark_conf.split(";"))):
+        key, equals, _ = item.partition("=")
+        if not equals or not key.strip().startswith("spark."):
+            raise ConfigError(f"{ENV_PREFIX}SPARK_CONF: `spark.key=value` pairs separated by `;` (got {item!r})")
+    if s.s3_endpoint and not s.s3_endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{ENV_PREFIX}S3_ENDPOINT: an http(s):// URL (got {s.s3_endpoint!r})")
     if s.on_anomaly not in ("stop", "continue"):
         raise ConfigError(f"{ENV_PREFIX}ON_ANOMALY: stop or continue (got {s.on_anomaly!r})")
     if s.lock_wait_seconds < 0:

@@ -45,11 +45,35 @@ def test_env_overrides_file_and_overrides_win(tmp_path: Path) -> None:
         ({"CDNLAKE_DISTRIBUTIONS": "E123,../x"}, "CDNLAKE_DISTRIBUTIONS"),
         ({"CDNLAKE_SPARK_RUNNER": "yarn"}, "CDNLAKE_SPARK_RUNNER"),
         ({"CDNLAKE_CONFIG": "/nonexistent.toml"}, "CDNLAKE_CONFIG"),
+        ({"CDNLAKE_SPARK_CONF": "spark.sql.shuffle.partitions"}, "CDNLAKE_SPARK_CONF"),
+        ({"CDNLAKE_SPARK_CONF": "fs.s3a.endpoint=x"}, "CDNLAKE_SPARK_CONF"),
+        ({"CDNLAKE_S3_ENDPOINT": "minio:9000"}, "CDNLAKE_S3_ENDPOINT"),
     ],
 )
 def test_bad_settings_name_the_key(env: dict[str, str], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_settings(env=env)
+
+
+def test_spark_conf_and_s3_endpoint_reach_every_runner() -> None:
+    from flows.k8s_runner import AppConfig, spark_conf
+    from flows.runner import InProcessRunner, runner_for
+
+    env = {"CDNLAKE_S3_ENDPOINT": "http://127.0.0.1:9000", "CDNLAKE_SPARK_RUNNER": "standalone",
+           "CDNLAKE_SPARK_MASTER": "spark://127.0.0.1:7999",
+           "CDNLAKE_SPARK_CONF": "spark.sql.shuffle.partitions=400; spark.executor.memoryOverhead = 1g"}  # fmt: skip
+    s = load_settings(env=env)
+    expected = {
+        "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000",
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        "spark.sql.shuffle.partitions": "400",
+        "spark.executor.memoryOverhead": "1g",
+    }
+    assert s.spark_conf_pairs() == expected
+    runner = runner_for(s)
+    assert isinstance(runner, InProcessRunner) and expected.items() <= runner.conf.items()
+    assert expected.items() <= spark_conf(AppConfig(extra_conf=s.spark_conf_pairs())).items()
 
 
 def test_unknown_key_in_file(tmp_path: Path) -> None:
