@@ -22,6 +22,24 @@ class JobFailedError(RuntimeError):
     """A Spark job failed; the message carries the job name and the cause."""
 
 
+def summarize_spark_error(exc: BaseException, limit: int = 400) -> str:
+    """One line for an operator from a JVM failure: the outermost Java error and its root cause.
+
+    Py4J's text is the JVM's whole stack trace (hundreds of lines); what matters is e.g.
+    `java.net.ConnectException: getFileStatus on s3a://bucket/x: ... Connection refused`.
+    """
+    java = getattr(exc, "java_exception", None)
+    if java is None:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+    chain: list[str] = []
+    while java is not None and len(chain) < 20:
+        message = str(java.getMessage() or "").strip().splitlines()
+        chain.append(f"{java.getClass().getName()}: {message[0] if message else ''}".strip())
+        java = java.getCause()
+    text = chain[0] if len(chain) == 1 or chain[-1] in chain[0] else f"{chain[0]} (cause: {chain[-1]})"
+    return text[:limit]
+
+
 class SparkRunner(Protocol):
     def run_job(self, job: str, args: list[str]) -> dict[str, Any]: ...
 
@@ -50,7 +68,12 @@ class InProcessRunner:
         module = importlib.import_module(f"spark_jobs.{job}")
         parsed = module.build_parser().parse_args(args)
         log.info("spark job %s %s on %s", job, " ".join(args), self.master)
-        return module.run(self.session(), parsed)
+        from py4j.protocol import Py4JJavaError
+
+        try:
+            return module.run(self.session(), parsed)
+        except Py4JJavaError as exc:  # Python errors (e.g. a failed reconciliation) pass unchanged
+            raise JobFailedError(f"{job}: {summarize_spark_error(exc)}") from exc
 
     def stop(self) -> None:
         with self._lock:

@@ -27,6 +27,7 @@ from deltalake import DeltaTable
 from moto.server import ThreadedMotoServer
 
 from bench.duckdb_reference import hourly_statistics
+from flows.runner import summarize_spark_error
 from flows.sample_logs import GenerationResult, generate_logs
 from spark_jobs import aggregate, ingest
 from tests.samples import build_landing
@@ -242,6 +243,10 @@ def test_s3_outage_fails_clearly_and_leaves_the_tables_unchanged(s3: S3, spark: 
     assert f"s3a://{warehouse_bucket}/" in message, message[:2000]
     assert "Connection refused" in message or "Unable to execute HTTP request" in message, message[:2000]
     assert elapsed < 60
+    # What the operator sees (the runner's JobFailedError, Slack, the flow's failure): one line.
+    summary = summarize_spark_error(failure.value)
+    assert "\n" not in summary and f"s3a://{warehouse_bucket}/" in summary, summary
+    assert "Connection refused" in summary or "Unable to execute HTTP request" in summary, summary
 
     # Back up: the same objects (no new log entry, no orphan data file) and the same version.
     assert objects(s3.flaky, warehouse_bucket, "warehouse/") == before
