@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: install demo test lint bench audit clean
+.PHONY: install demo test lint bench soak audit clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -33,6 +33,13 @@ lint: install
 
 bench: install
 	$(VENV)/bin/python bench/run.py
+
+# Not part of `make test`: 7 generated days through the daily flow, then all 7 again; checks the
+# tables are identical and prints the memory of the process tree after each date (bench/soak.py).
+# SOAK_ARGS="--rows 50000" for a shorter run (default 200,000 lines a day).
+SOAK_ARGS ?=
+soak: install
+	$(VENV)/bin/python bench/soak.py $(SOAK_ARGS)
 
 # Known vulnerabilities in exactly the locked set (uv.lock, hashed), not in whatever the venv holds.
 # AUDIT_IGNORE: vulnerability IDs accepted on purpose, each justified in README "Dependency audit".
