@@ -129,3 +129,23 @@ def test_java_check_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     fake.chmod(0o755)
     with pytest.raises(session.JavaNotFoundError, match="Java 11 found"):
         session.check_java()
+
+
+def test_column_count_check_flags_a_format_change_not_a_stray_line(tmp_path: Path) -> None:
+    import gzip
+
+    from flows.sources import column_count_problems
+
+    header = "#Version: 1.0\n#Fields: " + " ".join(f"f{i}" for i in range(33)) + "\n"
+    good, short = "\t".join(["x"] * 33), "\t".join(["x"] * 19)
+    stray = tmp_path / "E1.2024-05-01-07.a.gz"
+    stray.write_bytes(gzip.compress((header + "\n".join([good] * 8 + [short] + [good] * 3) + "\n").encode()))
+    assert column_count_problems(str(stray)) == []  # one bad line in 12: a reject, not a stop
+    changed = tmp_path / "E1.2024-05-01-08.b.gz"
+    changed.write_bytes(gzip.compress((header + "\n".join([short] * 6 + [good] * 2) + "\n").encode()))
+    assert column_count_problems(str(changed)) == [
+        f"{changed}: 6 of the first 8 lines do not fit the header (line 3: 19 fields, header declares 33)"
+    ]
+    wide = tmp_path / "E1.2024-05-01-09.c.gz"
+    wide.write_bytes(gzip.compress(("#Fields: " + " ".join(["f"] * 40) + "\n" + good + "\n").encode()))
+    assert column_count_problems(str(wide))[0] == f"{wide}: header declares 40 fields (expected 18-33)"
