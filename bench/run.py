@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -55,20 +56,23 @@ def run_measured(cmd: list[str], extra_env: dict[str, str] | None = None) -> tup
     """(wall seconds, peak RSS of the process tree, stdout) of a command."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(ROOT), **(extra_env or {})}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
-    peak = [0]
+    with tempfile.TemporaryFile(mode="w+") as errors:  # its tail is shown if the command fails
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=ROOT)
+        peak = [0]
 
-    def poll() -> None:
-        while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
-            time.sleep(0.25)
+        def poll() -> None:
+            while proc.poll() is None:
+                peak[0] = max(peak[0], _tree_rss(proc.pid))
+                time.sleep(0.25)
 
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    out, _ = proc.communicate()
-    watcher.join()
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+        watcher = threading.Thread(target=poll, daemon=True)
+        watcher.start()
+        out, _ = proc.communicate()
+        watcher.join()
+        if proc.returncode:
+            errors.seek(0)
+            tail = "".join(errors.readlines()[-30:])
+            raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{tail}")
     return time.perf_counter() - started, peak[0], out
 
 
@@ -109,13 +113,17 @@ def bench_day(rows: int, full_run: bool = False) -> dict[str, object]:
     spark_wall, spark_rss, spark_out = run_measured(
         [sys.executable, "-m", "bench.engines", "spark", str(landing), str(work), DATE.isoformat()]
     )
-    run_wall = run_rss = None
+    run_wall = run_rss = run_error = None
     if full_run:
         run_env = {"CDNLAKE_OUTBOX": str(work / "outbox")}
-        run_wall, run_rss, _ = run_measured(
-            [str(Path(sys.executable).parent / "cdnlake"), "run", "--date", DATE.isoformat(), "--source", str(landing),
-             "--warehouse", str(work / "run-warehouse"), "--reports", str(work / "run-reports")], run_env,
-        )  # fmt: skip
+        try:  # a failure is reported below the engines' table, not instead of it
+            run_wall, run_rss, _ = run_measured(
+                [str(Path(sys.executable).parent / "cdnlake"), "run", "--date", DATE.isoformat(), "--source",
+                 str(landing), "--warehouse", str(work / "run-warehouse"), "--reports", str(work / "run-reports")],
+                run_env,
+            )  # fmt: skip
+        except RuntimeError as exc:
+            run_error = str(exc)
     duck = json.loads(duck_out.split("RESULT ", 1)[1])
     spark = json.loads(spark_out.split("RESULT ", 1)[1])
     agree = duck["hourly"] == spark["hourly"]
@@ -123,7 +131,7 @@ def bench_day(rows: int, full_run: bool = False) -> dict[str, object]:
         "rows": rows, "files": len(files), "raw_mb": raw_mb, "gz_mb": dir_size(landing) / 1e6,
         "zcat_s": zcat_s, "zcat_rss": zcat_rss, "duck": duck, "duck_rss": duck_rss, "duck_wall": duck_wall,
         "spark": spark, "spark_rss": spark_rss, "spark_wall": spark_wall, "agree": agree,
-        "run_wall": run_wall, "run_rss": run_rss,
+        "run_wall": run_wall, "run_rss": run_rss, "run_error": run_error,
         "duck_out_mb": dir_size(work / "duckdb_parquet") / 1e6,
         "spark_out_mb": dir_size(work / "warehouse" / "cdn_logs") / 1e6,
     }  # fmt: skip
@@ -151,6 +159,8 @@ def print_table(r: dict) -> None:
         ratio = f"{secs / ref:.2f}x" if ref else ""
         print(f"{name:34} {secs:8.2f} {rate:>11} {mbps:>10} {rss_s:>9} {out_s:>8} {ratio:>9}")
     print(f"whole Spark process (start-up + all steps): {r['spark_wall']:.1f} s wall")
+    if r.get("run_error"):
+        print(f"`cdnlake run` FAILED: {r['run_error']}")
     if r.get("run_wall"):
         print(f"`cdnlake run` for the date (JVM, Prefect, all stages, report, e-mail): {r['run_wall']:.1f} s wall, "
               f"peak RSS {r['run_rss'] / 2**30:.2f} GiB")
