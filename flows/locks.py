@@ -262,11 +262,15 @@ def lock_for(settings: Settings, name: str, s3_client: Any = None) -> FileLock |
         key = "/".join(p for p in (prefix.strip("/"), LOCK_DIR, f"{name}.lock") if p)
         if s3_client is None:
             import boto3
+            from botocore.config import Config
 
-            s3_client = boto3.client("s3", region_name=settings.aws_region)
+            # The same S3 as the tables: CDNLAKE_S3_ENDPOINT (MinIO, LocalStack: path style, as s3a), else AWS.
+            endpoint = {"endpoint_url": settings.s3_endpoint, "config": Config(s3={"addressing_style": "path"})}
+            s3_client = boto3.client(
+                "s3", region_name=settings.aws_region, **(endpoint if settings.s3_endpoint else {})
+            )
         return S3Lock(s3_client, bucket, key, settings.lock_stale_seconds)
-    local = warehouse.removeprefix("file://") if warehouse.startswith("file://") else warehouse
-    return FileLock(Path(local) / LOCK_DIR / f"{name}.lock")
+    return FileLock(Path(warehouse.removeprefix("file://")) / LOCK_DIR / f"{name}.lock")
 
 
 def acquire(lock: FileLock | S3Lock, owner: Owner, what: str, deadline: float, wait_seconds: float,

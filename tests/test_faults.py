@@ -229,6 +229,16 @@ def test_lock_settings_are_read_and_checked() -> None:
         load_settings(env={"CDNLAKE_LOCK_STALE_SECONDS": "soon"})
 
 
+def test_lock_locations_follow_the_warehouse(tmp_path: Path) -> None:
+    local = locks.lock_for(lock_settings(f"file://{tmp_path}/wh/"), "2024-06-09")
+    assert isinstance(local, locks.FileLock) and local.path == tmp_path / "wh" / "_cdnlake_locks" / "2024-06-09.lock"
+    with mock_aws():
+        remote = locks.lock_for(lock_settings("s3a://bucket/lake/wh", s3_endpoint="http://127.0.0.1:9000"), "x")
+        assert isinstance(remote, locks.S3Lock) and remote.location == "s3://bucket/lake/wh/_cdnlake_locks/x.lock"
+        assert remote.client.meta.endpoint_url == "http://127.0.0.1:9000"  # CDNLAKE_S3_ENDPOINT, as for s3a
+        assert locks.lock_for(lock_settings("s3://bucket"), "x").location == "s3://bucket/_cdnlake_locks/x.lock"
+
+
 def test_local_lock_second_run_fails_fast_naming_date_holder_and_lock(holder: Holder, tmp_path: Path) -> None:
     settings = lock_settings(str(tmp_path / "warehouse"), lock_wait_seconds=0)
     started = time.monotonic()
