@@ -79,6 +79,24 @@ def tree_memory(pid: int | None = None) -> dict[str, int]:
     return totals
 
 
+def jvm_heap_after_gc() -> int | None:
+    """Bytes of the Spark driver's Java heap still in use after a full GC (None without a session).
+
+    The JVM keeps the heap it has grown to (up to spark.driver.memory), so its RSS says little
+    about a leak; the live heap after a collection does.
+    """
+    from flows import runner
+
+    for candidate in list(runner._RUNNERS.values()):  # the in-process runner's shared session
+        spark = getattr(candidate, "_spark", None)
+        if spark is not None:
+            jvm = spark.sparkContext._jvm
+            jvm.java.lang.System.gc()
+            heap = jvm.java.lang.Runtime.getRuntime()
+            return int(heap.totalMemory() - heap.freeMemory())
+    return None
+
+
 # ---------------------------------------------------------------- table digests
 def _canonical(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(
@@ -148,7 +166,7 @@ def run_passes(settings: Any, dates: list[dt.date]) -> list[dict[str, Any]]:
 
     records: list[dict[str, Any]] = []
     print(f"{'pass':>4} {'date':<10} {'status':<9} {'seconds':>8} {'tree RSS MB':>12} {'python':>7} {'jvm':>7} "
-          f"{'workers':>8} {'prefect':>8} {'procs':>6}", flush=True)  # fmt: skip
+          f"{'workers':>8} {'prefect':>8} {'procs':>6} {'heap after GC':>14}", flush=True)  # fmt: skip
     with local_prefect(verbose=False):
         for number in (1, 2):
             for day in dates:
@@ -160,12 +178,13 @@ def run_passes(settings: Any, dates: list[dt.date]) -> list[dict[str, Any]]:
                     status, error = "FAILED", f"{type(exc).__name__}: {exc}"[:300]
                 seconds = time.perf_counter() - started
                 memory = tree_memory()
+                memory["heap_after_gc"] = jvm_heap_after_gc() or 0
                 records.append({"pass": number, "date": day.isoformat(), "status": status, "error": error,
                                 "seconds": round(seconds, 1), "memory": memory})  # fmt: skip
                 print(f"{number:>4} {day.isoformat():<10} {status:<9} {seconds:>8.1f} {memory['total'] / MB:>12.0f} "
                       f"{memory.get('python', 0) / MB:>7.0f} {memory.get('jvm', 0) / MB:>7.0f} "
                       f"{memory.get('workers', 0) / MB:>8.0f} {memory.get('prefect', 0) / MB:>8.0f} "
-                      f"{memory['processes']:>6}", flush=True)  # fmt: skip
+                      f"{memory['processes']:>6} {memory['heap_after_gc'] / MB:>14.0f}", flush=True)  # fmt: skip
                 if error:
                     print(f"     {error}", flush=True)
             if number == 1:
@@ -179,6 +198,7 @@ def summarise(records: list[dict[str, Any]], second: dict[str, Any]) -> tuple[di
     diffs = differences(first_digests, second)
     rss = [r["memory"]["total"] / MB for r in runs]
     pass2 = [r["memory"]["total"] / MB for r in runs if r["pass"] == 2]
+    heap = [r["memory"]["heap_after_gc"] / MB for r in runs]
     summary = {
         "runs": len(runs),
         "failed": [f"pass {r['pass']} {r['date']}: {r['error']}" for r in runs if r["status"] != "completed"],
@@ -191,6 +211,9 @@ def summarise(records: list[dict[str, Any]], second: dict[str, Any]) -> tuple[di
             "min": round(min(rss)),
             "pass2_first": round(pass2[0]),
             "pass2_last": round(pass2[-1]),
+            "heap_after_gc_first": round(heap[0]),
+            "heap_after_gc_last": round(heap[-1]),
+            "heap_after_gc_max": round(max(heap)),
         },  # fmt: skip
         "seconds": {
             "pass1": round(sum(r["seconds"] for r in runs if r["pass"] == 1)),
@@ -238,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(pass 1 {summary['seconds']['pass1']} s, pass 2 {summary['seconds']['pass2']} s)")  # fmt: skip
     print(f"process tree RSS: first date {m['first']} MB, last date {m['last']} MB (min {m['min']}, max {m['max']}); "
           f"pass 2 from {m['pass2_first']} to {m['pass2_last']} MB")  # fmt: skip
+    print(f"Spark driver heap in use after a full GC: first date {m['heap_after_gc_first']} MB, last date "
+          f"{m['heap_after_gc_last']} MB (max {m['heap_after_gc_max']})")  # fmt: skip
     print("tables identical between the passes: " + ("yes" if not diffs else f"NO ({len(diffs)} partitions differ)"))
     for line in diffs[:20]:
         print("  " + line)
