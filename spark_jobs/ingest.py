@@ -180,7 +180,12 @@ def ensure_cdn_logs(spark: SparkSession, path: str) -> None:
         builder = builder.partitionedBy("distro", "dt")
         for key, value in CDN_LOGS_PROPERTIES.items():
             builder = builder.property(key, value)
-        builder.execute()
+        try:
+            builder.execute()
+        except Exception:
+            # Another process's first run created it meanwhile (DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION).
+            if not DeltaTable.isDeltaTable(spark, path):
+                raise
         return
     current = DeltaTable.forPath(spark, path).detail().first()["properties"]
     changed = {k: v for k, v in CDN_LOGS_PROPERTIES.items() if current.get(k) != v}
