@@ -28,6 +28,11 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names the key."""
 
 
+def spark_conf_items(text: str) -> list[str]:
+    """The `key=value` items of CDNLAKE_SPARK_CONF (`;`-separated, blanks ignored)."""
+    return [item.strip() for item in text.split(";") if item.strip()]
+
+
 @dataclass(frozen=True)
 class Settings:
     source: str = "./data/landing"
@@ -106,7 +111,7 @@ class Settings:
             conf["spark.hadoop.fs.s3a.endpoint"] = self.s3_endpoint
             conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
             conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(self.s3_endpoint.startswith("https://")).lower()
-        for item in filter(None, (i.strip() for i in self.spark_conf.split(";"))):
+        for item in spark_conf_items(self.spark_conf):
             key, _, value = item.partition("=")
             conf[key.strip()] = value.strip()
         return conf
@@ -155,7 +160,7 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{ENV_PREFIX}REPORT_TZ: only whole-hour UTC offsets are supported")
     if s.spark_runner not in RUNNERS:
         raise ConfigError(f"{ENV_PREFIX}SPARK_RUNNER: one of {', '.join(RUNNERS)} (got {s.spark_runner!r})")
-    for item in filter(None, (i.strip() for i in s.spark_conf.split(";"))):
+    for item in spark_conf_items(s.spark_conf):
         key, equals, _ = item.partition("=")
         if not equals or not key.strip().startswith("spark."):
             raise ConfigError(f"{ENV_PREFIX}SPARK_CONF: `spark.key=value` pairs separated by `;` (got {item!r})")
