@@ -1,7 +1,7 @@
 """`make bench`: cdnlake's ingest and statistics against DuckDB and `zcat` on the same day of logs.
 
-Prints one table (seconds, rows/s, uncompressed MB/s per core, peak RSS of the whole process
-tree, output size, ratio to DuckDB) and checks that both engines' hourly statistics agree.
+Prints one table (seconds, rows/s, uncompressed MB/s per core, peak RSS and PSS of the whole
+process tree, output size, ratio to DuckDB) and checks that both engines' hourly statistics agree.
 Options: --rows N (default 2,000,000), --scaling (0.5M, 2M, 8M lines: time and memory per row).
 """
 
@@ -20,49 +20,28 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python bench/run.py` from the Makefile
+    sys.path.insert(0, str(ROOT))
+
+from bench.memory import tree_memory  # noqa: E402  (after the sys.path line)
+
 OUT = ROOT / "bench" / "out"
 DATE = dt.date(2024, 5, 1)
 CORES = os.cpu_count() or 1
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        kids.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    return kids
-
-
-def _tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants (JVM, Python workers), in bytes."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/statm") as handle:
-                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            continue
-        todo += _children(p)
-    return total
-
-
-def run_measured(cmd: list[str], extra_env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS of the process tree, stdout) of a command."""
+def run_measured(cmd: list[str], extra_env: dict[str, str] | None = None) -> tuple[float, dict[str, int], str]:
+    """(wall seconds, peak {"rss", "pss"} of the process tree in bytes, stdout) of a command."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(ROOT), **(extra_env or {})}
     started = time.perf_counter()
     with tempfile.TemporaryFile(mode="w+") as errors:  # its tail is shown if the command fails
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=ROOT)
-        peak = [0]
+        peak = {"rss": 0, "pss": 0}
 
         def poll() -> None:
             while proc.poll() is None:
-                peak[0] = max(peak[0], _tree_rss(proc.pid))
+                memory = tree_memory(proc.pid)
+                peak["rss"], peak["pss"] = max(peak["rss"], memory["total"]), max(peak["pss"], memory["pss"])
                 time.sleep(0.25)
 
         watcher = threading.Thread(target=poll, daemon=True)
@@ -73,7 +52,7 @@ def run_measured(cmd: list[str], extra_env: dict[str, str] | None = None) -> tup
             errors.seek(0)
             tail = "".join(errors.readlines()[-30:])
             raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}:\n{tail}")
-    return time.perf_counter() - started, peak[0], out
+    return time.perf_counter() - started, peak, out
 
 
 def dir_size(path: Path) -> int:
@@ -150,20 +129,21 @@ def print_table(r: dict) -> None:
         ("cdnlake statistics (all tables)", spark["stats_s"], None, None, duck["stats_s"]),
     ]
     print(f"\n{rows:,} lines, {r['files']} files, {r['gz_mb']:.0f} MB gz, {raw_mb:.0f} MB of log text, {CORES} cores")
-    print(f"{'step':34} {'seconds':>8} {'rows/s':>11} {'MB/s/core':>10} {'peak RSS':>9} {'output':>8} {'vs DuckDB':>9}")
-    for name, secs, rss, out_mb, ref in lines:
+    print(f"{'step':34} {'seconds':>8} {'rows/s':>11} {'MB/s/core':>10} {'peak RSS':>9} {'peak PSS':>9} "
+          f"{'output':>8} {'vs DuckDB':>9}")  # fmt: skip
+    for name, secs, memory, out_mb, ref in lines:
         rate = f"{rows / secs:,.0f}" if secs else "-"
         mbps = f"{raw_mb / secs / CORES:.1f}" if secs else "-"
-        rss_s = f"{rss / 2**30:.2f} GiB" if rss else ""
+        rss_s, pss_s = (f"{memory[k] / 2**30:.2f} GiB" if memory else "" for k in ("rss", "pss"))
         out_s = f"{out_mb:.0f} MB" if out_mb else ""
         ratio = f"{secs / ref:.2f}x" if ref else ""
-        print(f"{name:34} {secs:8.2f} {rate:>11} {mbps:>10} {rss_s:>9} {out_s:>8} {ratio:>9}")
+        print(f"{name:34} {secs:8.2f} {rate:>11} {mbps:>10} {rss_s:>9} {pss_s:>9} {out_s:>8} {ratio:>9}")
     print(f"whole Spark process (start-up + all steps): {r['spark_wall']:.1f} s wall")
     if r.get("run_error"):
         print(f"`cdnlake run` FAILED: {r['run_error']}")
     if r.get("run_wall"):
         print(f"`cdnlake run` for the date (JVM, Prefect, all stages, report, e-mail): {r['run_wall']:.1f} s wall, "
-              f"peak RSS {r['run_rss'] / 2**30:.2f} GiB")
+              f"peak RSS {r['run_rss']['rss'] / 2**30:.2f} GiB, PSS {r['run_rss']['pss'] / 2**30:.2f} GiB")
     print(f"files per cdn_logs partition after compaction: {spark.get('files_per_partition')}")
     print("statistics agree exactly between DuckDB and cdnlake:", "YES" if r["agree"] else "NO")
 
@@ -182,11 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         print_table(result)
         results.append(result)
     if args.scaling:
-        print("\nscaling: lines, ingest us/row, statistics us/row, peak RSS bytes/row")
+        print("\nscaling: lines, ingest us/row, statistics us/row, peak RSS bytes/row, peak PSS bytes/row")
         for r in results:
             s = r["spark"]
             print(f"{r['rows']:>10,} {s['ingest_s'] / r['rows'] * 1e6:8.2f} {s['stats_s'] / r['rows'] * 1e6:8.2f} "
-                  f"{r['spark_rss'] / r['rows']:8.0f}")  # fmt: skip
+                  f"{r['spark_rss']['rss'] / r['rows']:8.0f} {r['spark_rss']['pss'] / r['rows']:8.0f}")  # fmt: skip
     (OUT / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return 0 if all(r["agree"] for r in results) else 1
 

@@ -33,52 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python bench/soak.py` from the Makefile
     sys.path.insert(0, str(ROOT))
 
-from bench.run import _children  # noqa: E402  (after the sys.path line)
+from bench.memory import tree_memory  # noqa: E402  (after the sys.path line)
 
 PER_RUN_COLUMNS = ("ingest_run", "ingested_at")  # differ by design between two runs of the same input
 MB = 1024 * 1024
 
 
 # ---------------------------------------------------------------- memory of the process tree
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _kind(pid: int) -> str:
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return "other"
-    if pid == os.getpid():
-        return "python"
-    if "java" in cmd.split(" ", 1)[0]:
-        return "jvm"
-    if "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
-        return "workers"
-    if "prefect" in cmd or "uvicorn" in cmd:
-        return "prefect"
-    return "other"
-
-
-def tree_memory(pid: int | None = None) -> dict[str, int]:
-    """RSS in bytes of a process and all its descendants, in total and per kind of process."""
-    totals: dict[str, int] = {"total": 0, "processes": 0}
-    todo = [pid or os.getpid()]
-    while todo:
-        p = todo.pop()
-        try:
-            rss = _rss(p)
-        except OSError:
-            continue
-        kind = _kind(p)
-        totals[kind] = totals.get(kind, 0) + rss
-        totals["total"] += rss
-        totals["processes"] += 1
-        todo += _children(p)
-    return totals
-
-
 def jvm_heap_after_gc() -> int | None:
     """Bytes of the Spark driver's Java heap still in use after a full GC (None without a session).
 
