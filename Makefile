@@ -31,8 +31,11 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy spark_jobs/raw_reader.py spark_jobs/arrow_parse.py spark_jobs/args.py flows/settings.py reporting
 
+# BENCH_ARGS="--scaling" adds 0.5M and 8M lines; "--full-run" times `cdnlake run`; "--rows N",
+# "--driver-memory 2g" (bench/run.py --help).
+BENCH_ARGS ?=
 bench: install
-	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 # Not part of `make test`: 7 generated days through the daily flow, then all 7 again; checks the
 # tables are identical and prints the memory of the process tree after each date (bench/soak.py).

@@ -113,10 +113,10 @@ def base_conf(master: str | None, shuffle_partitions: int = 8) -> dict[str, str]
         # day; 32 MB splits made 4x as many small files for OPTIMIZE to rewrite.
         "spark.sql.files.maxPartitionBytes": str(128 * 1024 * 1024),
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
-        # The ingest caches the parsed day once and reads it five times; compressing the cache
-        # cost ~13 s of a 2M-line ingest on 2 cores (bench/RESULTS.md). MEMORY_AND_DISK spills
-        # what does not fit.
-        "spark.sql.inMemoryColumnarStorage.compressed": "false",
+        # A task writes its rows into one or two partitions (one distribution's files, one date):
+        # with concurrent writers it streams them instead of sorting them by partition first, a sort
+        # that ran out of a 3 GiB heap at 8M lines a day (bench/RESULTS.md).
+        "spark.sql.maxConcurrentOutputFileWriters": "2",
         # s3a: credentials come from the default AWS chain (env, web identity/IRSA), never config.
         "spark.hadoop.fs.s3a.aws.credentials.provider": (
             "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"

@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,7 @@ from flows.settings import ConfigError, Settings, load_settings
 from spark_jobs import aggregate, compact, ingest
 from spark_jobs.session import cached_jars, jar_packages
 from spark_jobs.storage import TABLES
+from tests.jvm import SHORT_LIVED_JVM_OPTS
 
 ROOT = Path(__file__).resolve().parents[1]
 D = dt.date(2024, 6, 9)
@@ -97,9 +99,11 @@ def commits(table: Path) -> list[str]:
 
 
 def job_env() -> dict[str, str]:
-    """A job process as spark-submit would start it: local[1], this interpreter for the workers,
-    and the jar files the test session resolved (an empty package list skips Ivy: faster, offline)."""
+    """A job process as spark-submit would start it: local[1], quick-starting JVM options, this
+    interpreter for the workers, and the jar files the test session resolved (an empty package
+    list skips Ivy: faster, offline)."""
     submit = ["--master", "local[1]", "--driver-memory", "1g"]
+    submit += ["--driver-java-options", shlex.quote(SHORT_LIVED_JVM_OPTS)]
     jars = cached_jars(jar_packages())
     if jars:
         submit += ["--conf", "spark.jars.packages=", "--conf", f"spark.jars={jars}"]

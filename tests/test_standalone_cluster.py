@@ -31,6 +31,7 @@ from bench.duckdb_reference import hourly_statistics
 from flows.sample_logs import generate_logs
 from spark_jobs import aggregate, ingest
 from spark_jobs.storage import table_path
+from tests.jvm import SHORT_LIVED_JVM_OPTS
 from tests.samples import build_landing
 
 pytestmark = pytest.mark.cluster
@@ -40,10 +41,8 @@ APP_NAME = "cdnlake-cluster-test"
 WORKERS = 2
 D = dt.date(2024, 5, 1)
 SAMPLE_DATES = ["2019-12-04", "2024-07-13"]
-# Seven short-lived JVMs (master, two workers, driver, two executors, the local session) share a
-# small machine: the quick C1 compiler and the serial collector cut the CPU they burn warming up
-# (this tests the wiring, not JIT throughput).
-JAVA_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# Seven JVMs (master, two workers, driver, two executors, the local session) share the machine.
+JAVA_OPTS = SHORT_LIVED_JVM_OPTS
 
 # The jobs as flows/runner.py's in-process runner runs them, but against the spark:// master: one
 # executor of one core per worker, and no job starts before both have registered. Only the Delta
