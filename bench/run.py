@@ -39,10 +39,17 @@ def run_measured(cmd: list[str], extra_env: dict[str, str] | None = None) -> tup
         peak = {"rss": 0, "pss": 0}
 
         def poll() -> None:
+            # Sampling must not slow the measured command: one /proc pass per second, PSS (costly,
+            # see bench/memory.py) every other second; ~2% of one core.
+            samples = 0
             while proc.poll() is None:
-                memory = tree_memory(proc.pid)
-                peak["rss"], peak["pss"] = max(peak["rss"], memory["total"]), max(peak["pss"], memory["pss"])
-                time.sleep(0.25)
+                with_pss = samples % 2 == 0
+                memory = tree_memory(proc.pid, pss=with_pss)
+                peak["rss"] = max(peak["rss"], memory["total"])
+                if with_pss:
+                    peak["pss"] = max(peak["pss"], memory["pss"])
+                samples += 1
+                time.sleep(1.0)
 
         watcher = threading.Thread(target=poll, daemon=True)
         watcher.start()
