@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from flows import aws
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -260,16 +261,8 @@ def lock_for(settings: Settings, name: str, s3_client: Any = None) -> FileLock |
     if warehouse.startswith(("s3://", "s3a://")):
         bucket, _, prefix = warehouse.split("://", 1)[1].partition("/")
         key = "/".join(p for p in (prefix.strip("/"), LOCK_DIR, f"{name}.lock") if p)
-        if s3_client is None:
-            import boto3
-            from botocore.config import Config
-
-            # The same S3 as the tables: CDNLAKE_S3_ENDPOINT (MinIO, LocalStack: path style, as s3a), else AWS.
-            endpoint = {"endpoint_url": settings.s3_endpoint, "config": Config(s3={"addressing_style": "path"})}
-            s3_client = boto3.client(
-                "s3", region_name=settings.aws_region, **(endpoint if settings.s3_endpoint else {})
-            )
-        return S3Lock(s3_client, bucket, key, settings.lock_stale_seconds)
+        client = s3_client if s3_client is not None else aws.s3_client(settings)  # the tables' S3
+        return S3Lock(client, bucket, key, settings.lock_stale_seconds)
     return FileLock(Path(warehouse.removeprefix("file://")) / LOCK_DIR / f"{name}.lock")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows import report_data, sources
+from flows import aws, report_data, sources
 from flows.runner import runner_for
 from flows.settings import Settings
 
@@ -49,11 +49,7 @@ def _job_args(settings: Settings, date: dt.date, distributions: list[str] | None
 
 
 def _s3_client(settings: Settings) -> Any:
-    if not settings.source.startswith(("s3://", "s3a://")):
-        return None
-    import boto3
-
-    return boto3.client("s3", region_name=settings.aws_region)
+    return aws.s3_client(settings) if settings.source.startswith(("s3://", "s3a://")) else None
 
 
 def recent_volume(settings: Settings, date: dt.date, distributions: list[str] | None) -> float | None:
@@ -148,10 +144,8 @@ def publish_reports(settings: Settings, date: dt.date, paths: dict[str, Path]) -
     """Upload staged outputs to `<reports>/<date>/` when the reports location is S3."""
     if not settings.reports.startswith(("s3://", "s3a://")):
         return {k: str(v) for k, v in paths.items()}
-    import boto3
-
     bucket, _, prefix = settings.reports.split("://", 1)[1].partition("/")
-    client = boto3.client("s3", region_name=settings.aws_region)
+    client = aws.s3_client(settings)
     uris = {}
     for key, path in paths.items():
         object_key = "/".join(p for p in (prefix.strip("/"), date.isoformat(), path.name) if p)

@@ -27,8 +27,10 @@ from deltalake import DeltaTable
 from moto.server import ThreadedMotoServer
 
 from bench.duckdb_reference import hourly_statistics
+from flows import locks, pipeline, sources
 from flows.runner import summarize_spark_error
 from flows.sample_logs import GenerationResult, generate_logs
+from flows.settings import load_settings
 from spark_jobs import aggregate, ingest
 from tests.samples import build_landing
 
@@ -253,3 +255,29 @@ def test_s3_outage_fails_clearly_and_leaves_the_tables_unchanged(s3: S3, spark: 
     table = delta(s3.flaky, f"{warehouse}/cdn_logs")
     assert table.version() == version
     assert len(table.to_pandas(columns=["line_no"])) == 5
+
+
+def test_the_flow_lists_and_publishes_through_the_s3_endpoint(
+    s3: S3, day: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow's own S3 calls (source listing, report upload, date lock) go to CDNLAKE_S3_ENDPOINT
+    as the Spark jobs do; without it they would ask AWS for a bucket that exists only here."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEYS["access.key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", KEYS["secret.key"])
+    bucket = day["bucket"]
+    settings = load_settings(env={"CDNLAKE_SOURCE": f"s3://{bucket}/cloudfront/landing",
+                                  "CDNLAKE_WAREHOUSE": f"s3a://{bucket}/warehouse",
+                                  "CDNLAKE_REPORTS": f"s3://{bucket}/reports",
+                                  "CDNLAKE_S3_ENDPOINT": s3.up.url})  # fmt: skip
+
+    listed = sources.list_source(settings.source, {D}, None, pipeline._s3_client(settings))
+    assert sorted(f.uri for f in listed) == sorted(f"s3://{bucket}/{key}" for key in day["keys"])
+
+    csv = tmp_path / "cdn_statistics.csv"
+    csv.write_text("DATE,TIME\n")
+    assert pipeline.publish_reports(settings, D, {"csv": csv}) == {"csv": f"s3://{bucket}/reports/{D}/cdn_statistics.csv"}
+    assert f"reports/{D}/cdn_statistics.csv" in objects(s3.up, bucket, "reports/")
+
+    with locks.date_locks(settings, [D], run_id="endpoint-test"):
+        assert f"warehouse/_cdnlake_locks/{D}.lock" in objects(s3.up, bucket, "warehouse/_cdnlake_locks/")
+    assert objects(s3.up, bucket, "warehouse/_cdnlake_locks/") == {}
