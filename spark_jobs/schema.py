@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pyspark.sql.types import (
     BooleanType,
     DataType,
@@ -28,10 +30,29 @@ LOG_FIELDS: tuple[str, ...] = (
 
 N_FIELDS = len(LOG_FIELDS)
 
+# Fields that only standard logging v2 (CloudWatch vended logs) can deliver. `timestamp` is the
+# request time in epoch seconds; it and `timestamp(ms)` stand in for `date`/`time` when a delivery
+# leaves those out.
+V2_FIELDS: tuple[str, ...] = (
+    "timestamp", "timestamp(ms)", "c-country", "asn", "cache-behavior-path-pattern", "origin-fbl",
+    "origin-lbl", "distribution-tenant-id", "connection-id",
+)  # fmt: skip
+ALL_FIELDS: tuple[str, ...] = LOG_FIELDS + V2_FIELDS
+# v2's default field selection: what a headerless (`plain`) v2 file is assumed to hold.
+V2_DEFAULT_FIELDS: tuple[str, ...] = LOG_FIELDS + ("c-country", "cache-behavior-path-pattern")
+# Not stored: `ts` holds the request time whichever of date/time, timestamp(ms), timestamp gave it.
+_NOT_STORED = ("date", "time", "timestamp")
+
 
 def snake(field: str) -> str:
     """`cs(User-Agent)` -> `cs_user_agent`, `x-edge-location` -> `x_edge_location`."""
     return field.replace("(", "_").replace(")", "").replace("-", "_").lower()
+
+
+def mangle(field: str) -> str:
+    """v2 Parquet column name: each run of other characters becomes `_`, a trailing `_` is dropped,
+    case is kept (`cs(User-Agent)` -> `cs_User_Agent`, `timestamp(ms)` -> `timestamp_ms`)."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", field).rstrip("_")
 
 
 # Typed columns of cdn_logs, keyed by raw field; fields not listed here stay strings.
@@ -45,6 +66,10 @@ FIELD_TYPES: dict[str, DataType] = {
     "sc-content-len": LongType(),
     "sc-range-start": LongType(),
     "sc-range-end": LongType(),
+    "timestamp(ms)": LongType(),
+    "asn": LongType(),
+    "origin-fbl": DoubleType(),
+    "origin-lbl": DoubleType(),
 }
 
 # Fields that are percent-decoded (once, twice where `%25XX` remains) when loaded. The URI stem
@@ -53,8 +78,8 @@ DECODED_FIELDS = ("cs(User-Agent)", "cs(Referer)")
 
 def cdn_logs_columns() -> list[tuple[str, DataType]]:
     cols: list[tuple[str, DataType]] = [("ts", TimestampType()), ("hour", IntegerType())]
-    for field in LOG_FIELDS:
-        if field in ("date", "time"):
+    for field in ALL_FIELDS:
+        if field in _NOT_STORED:
             continue
         cols.append((snake(field), FIELD_TYPES.get(field, StringType())))
     cols += [
