@@ -73,7 +73,7 @@ def table_digests(warehouse: str) -> dict[str, dict[str, list[Any]]]:
     import pyarrow.compute as pc
     from deltalake import DeltaTable
 
-    from spark_jobs.storage import TABLES
+    from spark_jobs.contract import TABLES
 
     digests: dict[str, dict[str, list[Any]]] = {}
     for table in TABLES:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import sys
@@ -12,13 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from flows.settings import ConfigError, Settings, load_settings
-from spark_jobs.args import distro_list, iso_date, location
+from spark_jobs.contract import default_date, distro_list, iso_date, location
 
 log = logging.getLogger("cdnlake")
-
-
-def _yesterday() -> dt.date:
-    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
 def _locations(parser: argparse.ArgumentParser, source: bool = True, reports: bool = True) -> None:
@@ -133,7 +128,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from flows.locks import date_locks
 
     settings = _settings(args)
-    date = args.date or _yesterday()
+    date = args.date or default_date(settings.report_tz)
     with date_locks(settings, [date]):  # not while a run of the same date is writing it
         result = pipeline.ingest_date(settings, date, list(settings.distributions) or None)
     print(pipeline.format_ingest(result))
@@ -171,7 +166,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from flows.locks import date_locks
 
     settings = _settings(args)
-    date = args.date or _yesterday()
+    date = args.date or default_date(settings.report_tz)
     with date_locks(settings, [date]):  # the e-mail ledger is checked and written under the date's lock
         result = pipeline.report_and_email(settings, date, list(settings.distributions) or None, args.resend_email)
     _print(result)
@@ -242,7 +237,8 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
     # Asking for it on the command line is consent enough, even if the daily run does not do it.
     settings = dataclasses.replace(_settings(args), cloudwatch_enabled=True)
-    result = pipeline.cloudwatch_crosscheck(settings, args.date or _yesterday(), list(settings.distributions) or None)
+    date = args.date or default_date(settings.report_tz)
+    result = pipeline.cloudwatch_crosscheck(settings, date, list(settings.distributions) or None)
     assert result is not None
     check = pipeline.crosscheck_data(result)
     print(check.table.to_string(index=False) if not check.table.empty else "(no traffic and no CloudWatch data)")

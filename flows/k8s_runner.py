@@ -25,7 +25,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from flows.runner import JOBS, JobFailedError
+from cdnlake.jobs import JOBS, JobFailedError
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)

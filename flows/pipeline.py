@@ -19,9 +19,9 @@ from typing import Any
 from flows import aws, report_data, sources
 from flows.runner import runner_for
 from flows.settings import Settings
+from spark_jobs.contract import report_window
 
 log = logging.getLogger(__name__)
-REPORT_WINDOW_DAYS = 3
 _RECENT_DAYS = 7
 
 
@@ -89,7 +89,7 @@ def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] 
 
 def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] | None) -> list[dt.date]:
     """D always; D-1 and D-2 too when they have raw files but nothing in the warehouse yet."""
-    earlier = [date - dt.timedelta(days=i) for i in range(REPORT_WINDOW_DAYS - 1, 0, -1)]
+    earlier = report_window(date)[:-1]
     loaded = report_data.read_table(
         settings.warehouse, "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])]
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from spark_jobs.args import DISTRO_RE, location
+from spark_jobs.contract import DISTRO_RE, location
 
 ENV_PREFIX = "CDNLAKE_"
 SECRET_FIELDS = frozenset({"slack_webhook_url", "ip_hash_key", "slack_signing_secret"})

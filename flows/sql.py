@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spark_jobs.storage import TABLES, table_exists, table_path
+from spark_jobs.contract import TABLES, table_path
+from spark_jobs.storage import table_exists
 
 DEFAULT_LIMIT = 50
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

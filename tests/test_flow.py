@@ -616,12 +616,6 @@ def test_sequential_backfill_lists_failed_dates(fakes: Any, tmp_path: Path, monk
 
 
 # ---------------------------------------------------------------- small pure pieces
-def test_default_date_is_yesterday_in_the_report_time_zone() -> None:
-    now = dt.datetime(2024, 6, 10, 0, 30, tzinfo=dt.UTC)  # 08:30 in Taipei
-    assert daily.default_date(load_settings(env={}), now) == dt.date(2024, 6, 9)
-    assert daily.default_date(load_settings(env={}, report_tz="America/New_York"), now) == dt.date(2024, 6, 8)
-
-
 def test_local_prefect_sets_defaults_only() -> None:
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as TIMEOUT
 
