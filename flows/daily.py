@@ -13,7 +13,7 @@ tables at the same time. Create it once per Prefect server:
 
 Without it the writes are serialised within the process only (and a line says so).
 
-Besides, a run holds the lock of every date it writes (flows/locks.py: a lock file or S3 object
+Besides, a run holds the lock of every date it writes (cdnlake/locks.py: a lock file or S3 object
 under the warehouse, seen by every process) from ingest to the e-mail, so a second run of the same
 date started anywhere waits for the first (CDNLAKE_LOCK_WAIT_SECONDS) or fails saying who holds it.
 The date locks are taken before the global limit's slot, in date order: no run waits for a slot
@@ -35,10 +35,10 @@ from prefect.concurrency.sync import concurrency as global_concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows import locks, pipeline
+from cdnlake import locks, pipeline
+from cdnlake.notify import StageProgress, notifier_from_settings
+from cdnlake.settings import Settings, load_settings
 from flows.artifacts import day_totals, flow_run_id, ingest_totals, publish_artifacts, run_url
-from flows.notify import StageProgress, notifier_from_settings
-from flows.settings import Settings, load_settings
 from spark_jobs.contract import default_date
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _flow(**options: Any) -> Any:
 
 
 # ---------------------------------------------------------------- tasks (one per stage)
-# The stages are plain functions of flows.pipeline; these wrap them one-to-one.
+# The stages are plain functions of cdnlake.pipeline; these wrap them one-to-one.
 check_raw_files_task = task(name="check-raw-files", **_IO)(pipeline.check_raw_files)
 dates_to_ingest_task = task(name="dates-to-ingest", **_IO)(pipeline.dates_to_ingest)
 ingest_task = task(name="ingest", task_run_name="ingest-{date}", **_SPARK)(pipeline.ingest_date)

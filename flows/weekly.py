@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.settings import Settings, load_settings
+from cdnlake.settings import Settings, load_settings
 from spark_jobs.contract import default_date
 
 WEEK = 7
@@ -15,7 +15,7 @@ WEEK = 7
 
 @task(retries=2, retry_delay_seconds=30)
 def analyze_week(settings: Settings, start: dt.date, end: dt.date) -> dict[str, Any]:
-    from flows.misses import analyze_misses
+    from cdnlake.misses import analyze_misses
 
     return analyze_misses(settings, start, end, list(settings.distributions) or None)
 

@@ -52,7 +52,7 @@ def _pct(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class CrossCheck:
-    """Logs vs CloudFront's CloudWatch metrics for day D (computed by flows/cloudwatch.py).
+    """Logs vs CloudFront's CloudWatch metrics for day D (computed by cdnlake/integrations/cloudwatch.py).
 
     ``table`` has one row per distribution and a last ``total`` row (CROSSCHECK_COLUMNS; the
     ``*_diff_pct`` are (logs - CloudWatch) / CloudWatch in percent, None where undefined);

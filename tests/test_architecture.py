@@ -98,6 +98,20 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def _defines_prefect_flow_or_task(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        target = node.func if isinstance(node, ast.Call) else node
+        if isinstance(target, ast.Name) and target.id in ("flow", "task", "Flow"):
+            return True
+    return False
+
+
+def test_flows_holds_only_prefect_flows_and_tasks() -> None:
+    others = [p.name for p in sorted((ROOT / "flows").glob("*.py"))
+              if p.name != "__init__.py" and not _defines_prefect_flow_or_task(p)]  # fmt: skip
+    assert not others, f"flows/ should hold Prefect flows and tasks only; move these to cdnlake/: {others}"
+
+
 def test_no_import_cycles() -> None:
     cycle = _find_cycle(_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
@@ -117,7 +131,7 @@ class _Blocked:
             raise ImportError(f'{name} is blocked by the test')
         return None
 sys.meta_path.insert(0, _Blocked())
-from flows.cli import main
+from cdnlake.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -133,6 +147,6 @@ def test_cli_runs_without_pyspark(argv: list[str], tmp_path: Path) -> None:
 
 
 def test_the_blocker_really_blocks(tmp_path: Path) -> None:
-    code = _NO_PYSPARK.replace("from flows.cli import main\nsys.exit(main(sys.argv[1:]))", "import pyspark")
+    code = _NO_PYSPARK.replace("from cdnlake.cli import main\nsys.exit(main(sys.argv[1:]))", "import pyspark")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "blocked by the test" in done.stderr

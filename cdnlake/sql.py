@@ -132,7 +132,7 @@ def session_for(settings: Any) -> Any:
     With the Kubernetes runner the jobs run in the cluster, but an interactive query is small
     and reads S3 directly from here.
     """
-    from flows.runner import InProcessRunner, runner_for
+    from cdnlake.runners.local import InProcessRunner, runner_for
 
     runner = runner_for(settings) if settings.spark_runner != "kubernetes" else None
     if not isinstance(runner, InProcessRunner):

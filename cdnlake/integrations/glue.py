@@ -21,7 +21,7 @@ from typing import Any
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from flows.report_data import table_uri
+from cdnlake.report_data import table_uri
 from spark_jobs.contract import TABLES
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.settings import ConfigError, Settings, load_settings
+from cdnlake.settings import ConfigError, Settings, load_settings
 from spark_jobs.contract import default_date, distro_list, iso_date, location
 
 log = logging.getLogger("cdnlake")
@@ -112,7 +112,7 @@ def _print(obj: Any) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from flows.sample_logs import generate_logs
+    from cdnlake.sample_logs import generate_logs
 
     result = generate_logs(
         args.date, args.distributions, args.rows, args.seed, args.out,
@@ -124,8 +124,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from flows import pipeline
-    from flows.locks import date_locks
+    from cdnlake import pipeline
+    from cdnlake.locks import date_locks
 
     settings = _settings(args)
     date = args.date or default_date(settings.report_tz)
@@ -162,8 +162,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from flows import pipeline
-    from flows.locks import date_locks
+    from cdnlake import pipeline
+    from cdnlake.locks import date_locks
 
     settings = _settings(args)
     date = args.date or default_date(settings.report_tz)
@@ -174,7 +174,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_misses(args: argparse.Namespace) -> int:
-    from flows.misses import analyze_misses
+    from cdnlake.misses import analyze_misses
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
@@ -189,8 +189,8 @@ def cmd_analyze_misses(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from cdnlake.demo import run_demo
     from flows.daily import local_prefect
-    from flows.demo import run_demo
 
     with local_prefect(args.verbose):
         return run_demo(load_settings())
@@ -202,7 +202,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from flows import sql as adhoc
+    from cdnlake import sql as adhoc
 
     if bool(args.query) == bool(args.file):
         raise adhoc.QueryError("give the SQL as an argument or with -f FILE (one of the two)")
@@ -219,7 +219,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from flows import pipeline
+    from cdnlake import pipeline
 
     result = pipeline.register_catalog(_settings(args))
     if result is None:
@@ -233,7 +233,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from flows import pipeline
+    from cdnlake import pipeline
 
     # Asking for it on the command line is consent enough, even if the daily run does not do it.
     settings = dataclasses.replace(_settings(args), cloudwatch_enabled=True)
@@ -247,7 +247,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
 
 def cmd_chat_server(args: argparse.Namespace) -> int:
-    from flows import chat
+    from cdnlake.integrations import chat
 
     settings = load_settings()
     if not settings.slack_signing_secret:

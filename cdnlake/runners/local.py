@@ -2,7 +2,7 @@
 
 `local` and `standalone` run the job's `run(spark, args)` in this process (the driver) against
 `local[*]` or a `spark://` master, reusing one SparkSession across the stages of a run: the JVM
-start-up is paid once. `kubernetes` submits a SparkApplication (flows/k8s_runner.py).
+start-up is paid once. `kubernetes` submits a SparkApplication (cdnlake/runners/kubernetes.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import logging
 import threading
 from typing import Any
 
-from cdnlake.jobs import JOBS, JobFailedError, SparkRunner, summarize_spark_error
-from flows.settings import Settings
+from cdnlake.runners.jobs import JOBS, JobFailedError, SparkRunner, summarize_spark_error
+from cdnlake.settings import Settings
 
 __all__ = ["JOBS", "InProcessRunner", "JobFailedError", "SparkRunner", "runner_for", "summarize_spark_error"]
 
@@ -62,7 +62,7 @@ _RUNNERS: dict[tuple[str, str], SparkRunner] = {}
 def runner_for(settings: Settings) -> SparkRunner:
     """The runner the settings ask for; in-process runners are shared within the process."""
     if settings.spark_runner == "kubernetes":
-        from flows.k8s_runner import KubernetesRunner
+        from cdnlake.runners.kubernetes import KubernetesRunner
 
         return KubernetesRunner.from_settings(settings)
     master = settings.spark_master

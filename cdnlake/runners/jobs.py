@@ -1,6 +1,6 @@
 """What every Spark runner shares: the jobs it may run, the runner interface and its error.
 
-The in-process runner (flows/runner.py) and the Kubernetes runner (flows/k8s_runner.py) both
+The in-process runner (cdnlake/runners/local.py) and the Kubernetes runner (cdnlake/runners/kubernetes.py) both
 import this module and not each other.
 """
 
