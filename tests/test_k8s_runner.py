@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from flows import k8s_runner
-from flows.k8s_runner import (
+from cdnlake.runners import kubernetes as k8s_runner
+from cdnlake.runners.kubernetes import (
     AppConfig,
     KubernetesRunner,
     PodResources,
@@ -19,8 +19,8 @@ from flows.k8s_runner import (
     run_name,
     spark_application,
 )
-from flows.runner import JOBS, JobFailedError, runner_for
-from flows.settings import load_settings
+from cdnlake.runners.local import JOBS, JobFailedError, runner_for
+from cdnlake.settings import load_settings
 
 ARGS = ["--date", "2024-07-13", "--warehouse", "s3a://bucket/warehouse", "--source", "s3a://logs/cf"]
 RESULT = {"date": "2024-07-13", "files": 3, "loaded": 5, "rejected": 0, "per_distro": {"e1": {"loaded": 5}}}

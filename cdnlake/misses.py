@@ -6,9 +6,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from flows import report_data
-from flows.runner import runner_for
-from flows.settings import Settings
+from cdnlake import report_data
+from cdnlake.runners.local import runner_for
+from cdnlake.settings import Settings
 
 RULE_COLUMNS = ["antecedent", "consequent", "support", "confidence", "lift", "count"]
 TOP_COLUMNS = ["distro", "uri", "requests", "misses", "miss_ratio", "bytes_missed", "rank_by_misses", "rank_by_bytes"]

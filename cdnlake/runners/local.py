@@ -2,7 +2,7 @@
 
 `local` and `standalone` run the job's `run(spark, args)` in this process (the driver) against
 `local[*]` or a `spark://` master, reusing one SparkSession across the stages of a run: the JVM
-start-up is paid once. `kubernetes` submits a SparkApplication (flows/k8s_runner.py).
+start-up is paid once. `kubernetes` submits a SparkApplication (cdnlake/runners/kubernetes.py).
 """
 
 from __future__ import annotations
@@ -10,40 +10,14 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Any
 
-from flows.settings import Settings
+from cdnlake.runners.jobs import JOBS, JobFailedError, SparkRunner, summarize_spark_error
+from cdnlake.settings import Settings
+
+__all__ = ["JOBS", "InProcessRunner", "JobFailedError", "SparkRunner", "runner_for", "summarize_spark_error"]
 
 log = logging.getLogger(__name__)
-JOBS = ("ingest", "compact", "aggregate", "reconcile", "analyze_misses")
-
-
-class JobFailedError(RuntimeError):
-    """A Spark job failed; the message carries the job name and the cause."""
-
-
-def summarize_spark_error(exc: BaseException, limit: int = 400) -> str:
-    """One line for an operator from a JVM failure: the outermost Java error and its root cause.
-
-    Py4J's text is the JVM's whole stack trace (hundreds of lines); what matters is e.g.
-    `java.net.ConnectException: getFileStatus on s3a://bucket/x: ... Connection refused`.
-    """
-    java = getattr(exc, "java_exception", None)
-    if java is None:
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
-    chain: list[str] = []
-    while java is not None and len(chain) < 20:
-        message = str(java.getMessage() or "").strip().splitlines()
-        chain.append(f"{java.getClass().getName()}: {message[0] if message else ''}".strip())
-        java = java.getCause()
-    text = chain[0] if len(chain) == 1 or chain[-1] in chain[0] else f"{chain[0]} (cause: {chain[-1]})"
-    return text[:limit]
-
-
-class SparkRunner(Protocol):
-    def run_job(self, job: str, args: list[str]) -> dict[str, Any]: ...
-
-
 class InProcessRunner:
     """Runs jobs in this process with a shared SparkSession (`local[*]` or `spark://host:port`)."""
 
@@ -88,7 +62,7 @@ _RUNNERS: dict[tuple[str, str], SparkRunner] = {}
 def runner_for(settings: Settings) -> SparkRunner:
     """The runner the settings ask for; in-process runners are shared within the process."""
     if settings.spark_runner == "kubernetes":
-        from flows.k8s_runner import KubernetesRunner
+        from cdnlake.runners.kubernetes import KubernetesRunner
 
         return KubernetesRunner.from_settings(settings)
     master = settings.spark_master

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows import aws, report_data, sources
-from flows.runner import runner_for
-from flows.settings import Settings
+from cdnlake import report_data, sources
+from cdnlake.integrations import aws
+from cdnlake.runners.local import runner_for
+from cdnlake.settings import Settings
+from spark_jobs.contract import report_window
 
 log = logging.getLogger(__name__)
-REPORT_WINDOW_DAYS = 3
 _RECENT_DAYS = 7
 
 
@@ -89,7 +90,7 @@ def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] 
 
 def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] | None) -> list[dt.date]:
     """D always; D-1 and D-2 too when they have raw files but nothing in the warehouse yet."""
-    earlier = [date - dt.timedelta(days=i) for i in range(REPORT_WINDOW_DAYS - 1, 0, -1)]
+    earlier = report_window(date)[:-1]
     loaded = report_data.read_table(
         settings.warehouse, "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])]
     )
@@ -238,7 +239,7 @@ def register_catalog(settings: Settings) -> dict[str, Any] | None:
         return None
     import boto3
 
-    from flows import catalog
+    from cdnlake.integrations import glue as catalog
 
     glue = boto3.client("glue", region_name=settings.aws_region)
     tables = catalog.register_tables(glue, settings.glue_database, settings.warehouse, settings.glue_table_prefix)
@@ -276,7 +277,7 @@ def cloudwatch_crosscheck(settings: Settings, date: dt.date, distributions: list
         return None
     import boto3
 
-    from flows import cloudwatch
+    from cdnlake.integrations import cloudwatch
 
     start, end = report_data.utc_range(date, settings.report_tz)
     ids = list(distributions or settings.distributions or _known_distributions(settings, date))
