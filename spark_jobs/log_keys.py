@@ -101,3 +101,26 @@ def parse_file_name(path: str) -> tuple[str, str, int] | None:
 def escape_glob(path: str) -> str:
     """A path Hadoop's globbing reads literally (`[`, `]`, `*`, `?`, `{`, `}` and `\\` escaped)."""
     return re.sub(r"([\[\]*?{}\\])", r"\\\1", path)
+
+
+def listed_as(path: str, modified: dt.date, wanted: set[str]) -> tuple[str, str, int] | None:
+    """(distro, date, hour) under which a listed file is ingested for one of the `wanted` dates, or
+    None if it is not a log file of those dates.
+
+    A key without a date (a v2 suffix path with the distribution only) is read for the date it was
+    written and the one before (CloudFront delivers up to 24 h late); its rows of another date are
+    rejects of that read and loaded by the other date's. Without a distribution the rows land under
+    `unknown`.
+    """
+    key = parse_log_key(path)
+    if key is None:
+        return None
+    distro, hour = key.distro or "unknown", -1 if key.hour is None else key.hour
+    if key.date is not None:
+        return (distro, key.date, hour) if key.date in wanted else None
+    if key.distro is None:
+        return None  # neither a date nor a distribution: not a log delivery
+    for day in (modified, modified - dt.timedelta(days=1)):
+        if day.isoformat() in wanted:
+            return distro, day.isoformat(), hour
+    return None
