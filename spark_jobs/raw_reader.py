@@ -49,13 +49,20 @@ class ReaderOptions:
 
 def _inflate_until_error(member: bytes, good_until: int) -> bytes:
     """Output of a damaged member up to its damage: the bytes before `good_until` inflated whole,
-    then small steps, so every line decoded before the damage is kept."""
+    then in steps of _RECOVERY_STEP and, in the step that fails, byte by byte, so every byte
+    inflated before the damage is kept."""
     inflater = stdlib_zlib.decompressobj(31)
     out = [inflater.decompress(member[:good_until])]
     for at in range(good_until, len(member), _RECOVERY_STEP):
+        saved = inflater.copy()
         try:
             out.append(inflater.decompress(member[at : at + _RECOVERY_STEP]))
         except stdlib_zlib.error:
+            for i in range(at, min(at + _RECOVERY_STEP, len(member))):
+                try:
+                    out.append(saved.decompress(member[i : i + 1]))
+                except stdlib_zlib.error:
+                    break
             break
     return b"".join(out)
 
