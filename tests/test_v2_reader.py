@@ -190,7 +190,7 @@ HOUR_10 = ("e1abcdef2ghijk", "2025-02-16", 10)
         ("s3://b/AWSLogs/123456789012/CloudFront/E1ABCDEF2GHIJK.2025-02-16-10.a1b2.gz", HOUR_10),
         ("s3://b/logs/E1ABCDEF2GHIJK/2025/02/16/10/part-0001.parquet", HOUR_10),
         ("s3://b/p/DistributionId=E1ABCDEF2GHIJK/year=2025/month=02/day=16/hour=10/x.gz", HOUR_10),
-        ("s3://b/p/distributionid=E1ABCDEF2GHIJK/YYYY=2025/MM=02/DD=16/HH=07/x.log.gz", ("e1abcdef2ghijk", "2025-02-16", 7)),
+        ("s3://b/p/distributionid=E1ABCDEF2GHIJK/YYYY=2025/MM=02/DD=16/HH=07/x", HOUR_10[:2] + (7,)),
         ("/land/E1ABCDEF2GHIJK/2025/02/16/abc.gz", ("e1abcdef2ghijk", "2025-02-16", None)),
         ("/land/cdn/2025/02/16/10/abc.gz", (None, "2025-02-16", 10)),
         ("/land/E1ABCDEF2GHIJK/abc.gz", ("e1abcdef2ghijk", None, None)),
