@@ -98,7 +98,7 @@ def find_duplicates(markers: list[Any]) -> dict[str, str]:
 def _request_hashes(staged: DataFrame) -> DataFrame:
     good = staged.where(F.col("line_no").isNotNull() & F.col("reason").isNull()
                         & F.col("x_edge_request_id").isNotNull())  # fmt: skip
-    return good.select("source_file", "line_no", "x_edge_request_id",
+    return good.select("source_file", "line_no", "x_edge_request_id", "c_country",
                        F.xxhash64("x_edge_request_id").alias("request_hash"))  # fmt: skip
 
 
@@ -117,7 +117,8 @@ def duplicate_requests(spark: SparkSession, staged: DataFrame) -> DataFrame | No
     if not colliding:
         return None
     suspects = spark.createDataFrame(colliding, "request_hash bigint")
-    window = Window.partitionBy("x_edge_request_id").orderBy("source_file", "line_no")
+    # A request delivered by legacy and v2 logging keeps the v2 copy (it carries the viewer's country).
+    window = Window.partitionBy("x_edge_request_id").orderBy(F.col("c_country").isNull(), "source_file", "line_no")
     first = F.first(F.struct("source_file", "line_no")).over(window)
     return (
         hashed.join(F.broadcast(suspects), "request_hash")
