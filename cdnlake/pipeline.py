@@ -102,7 +102,8 @@ def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] 
 
 
 def ingest_date(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-    args = _job_args(settings, date, distributions, source=True) + ["--anonymize-ip", settings.anonymize_ip]
+    args = _job_args(settings, date, distributions, source=True) + ["--anonymize-ip", settings.anonymize_ip,
+                                                                    "--v2-delimiter", settings.v2_delimiter]
     if settings.keep_cookies:
         args.append("--keep-cookies")
     return runner_for(settings).run_job("ingest", args)

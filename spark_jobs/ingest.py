@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs.log_fields import field_delimiter
 from spark_jobs.log_keys import escape_glob
 from spark_jobs.privacy import IP_MODES, PrivacyOptions
 from spark_jobs.raw_reader import ReaderOptions, read_binary_batches
@@ -314,11 +315,10 @@ def summarise(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
 
 
 def v2_delimiter(value: str) -> str:
-    """One character or `\\t`; not a line break or a character that CloudFront writes in its fields."""
-    value = "\t" if value in ("\\t", "tab") else value
-    if len(value) != 1 or value in "\n\r\0-%" or value.isalnum():
-        raise argparse.ArgumentTypeError(f"not a usable field delimiter: {value!r}")
-    return value
+    try:
+        return field_delimiter(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--v2-delimiter: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,3 +39,12 @@ def mangle(field: str) -> str:
     """v2 Parquet column name: each run of other characters becomes `_`, a trailing `_` is dropped,
     case is kept (`cs(User-Agent)` -> `cs_User_Agent`, `timestamp(ms)` -> `timestamp_ms`)."""
     return re.sub(r"[^A-Za-z0-9]+", "_", field).rstrip("_")
+
+
+def field_delimiter(value: str) -> str:
+    """The v2 text delimiter from a setting: one character, `tab` or `\\t` for a tab. Not a line
+    break, `-` or `%` (CloudFront's empty and escape), a letter or a digit; ValueError otherwise."""
+    value = "\t" if value in ("\\t", "tab", "TAB") else value
+    if len(value) != 1 or value in "\n\r\0-%" or value.isalnum():
+        raise ValueError(f"one character (not a letter, digit, '-', '%' or line break) or 'tab' (got {value!r})")
+    return value
