@@ -21,6 +21,7 @@ from cdnlake.integrations import aws
 from cdnlake.runners.local import runner_for
 from cdnlake.settings import Settings
 from spark_jobs.contract import report_window
+from spark_jobs.params import AggregateParams, CompactParams, IngestParams, ReconcileParams
 
 log = logging.getLogger(__name__)
 _RECENT_DAYS = 7
@@ -40,13 +41,8 @@ class RawCheck:
     recent_average_bytes: float | None = None
 
 
-def _job_args(settings: Settings, date: dt.date, distributions: list[str] | None, source: bool = False) -> list[str]:
-    args = ["--date", date.isoformat(), "--warehouse", settings.warehouse]
-    if source:
-        args += ["--source", settings.source]
-    if distributions:
-        args += ["--distributions", ",".join(distributions)]
-    return args
+def _ids(distributions: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(distributions) if distributions else None
 
 
 def _s3_client(settings: Settings) -> Any:
@@ -102,11 +98,10 @@ def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] 
 
 
 def ingest_date(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-    args = _job_args(settings, date, distributions, source=True) + ["--anonymize-ip", settings.anonymize_ip,
-                                                                    "--v2-delimiter", settings.v2_delimiter]
-    if settings.keep_cookies:
-        args.append("--keep-cookies")
-    return runner_for(settings).run_job("ingest", args)
+    params = IngestParams(date=date, source=settings.source, warehouse=settings.warehouse,
+                          distributions=_ids(distributions), anonymize_ip=settings.anonymize_ip,
+                          keep_cookies=settings.keep_cookies, v2_delimiter=settings.v2_delimiter)  # fmt: skip
+    return runner_for(settings).run_job(params)
 
 
 def format_ingest(result: dict[str, Any]) -> str:
@@ -119,20 +114,18 @@ def format_ingest(result: dict[str, Any]) -> str:
 
 
 def compact(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-    return runner_for(settings).run_job("compact", _job_args(settings, date, distributions))
+    return runner_for(settings).run_job(CompactParams(date, settings.warehouse, _ids(distributions)))
 
 
 def aggregate(
     settings: Settings, date: dt.date, distributions: list[str] | None, dates: list[dt.date]
 ) -> dict[str, Any]:
-    args = _job_args(settings, date, distributions) + ["--report-tz", settings.report_tz]
-    if dates:
-        args += ["--dates", ",".join(d.isoformat() for d in dates)]
-    return runner_for(settings).run_job("aggregate", args)
+    params = AggregateParams(date, settings.warehouse, _ids(distributions), settings.report_tz, tuple(dates))
+    return runner_for(settings).run_job(params)
 
 
 def reconcile(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-    return runner_for(settings).run_job("reconcile", _job_args(settings, date, distributions))
+    return runner_for(settings).run_job(ReconcileParams(date, settings.warehouse, _ids(distributions)))
 
 
 def report_dir(settings: Settings, date: dt.date) -> Path:

@@ -14,6 +14,8 @@ from spark_jobs.contract import DISTRO_RE, distro_list, iso_date, location, part
 if TYPE_CHECKING:  # only for the annotation: importing this module must not import PySpark
     from pyspark.sql import SparkSession
 
+    from spark_jobs.params import JobParams
+
 __all__ = ["DISTRO_RE", "add_common", "distro_list", "iso_date", "location", "partition_predicate", "run_main"]
 
 
@@ -29,15 +31,16 @@ def add_common(parser: argparse.ArgumentParser, warehouse: bool = True, source: 
 
 def run_main(
     parser: argparse.ArgumentParser,
-    run: Callable[[SparkSession, argparse.Namespace], dict[str, Any]],
+    run: Callable[[SparkSession, Any], dict[str, Any]],
     argv: Sequence[str] | None,
+    params: type[JobParams],
 ) -> None:
     """Entry point used under spark-submit: the master and jars come from spark-submit."""
     from spark_jobs.session import build_session
 
     args = parser.parse_args(argv)
     spark = build_session(master=None, app_name=f"cdnlake-{parser.prog}")
-    result = run(spark, args)
+    result = run(spark, params.from_namespace(args))
     text = json.dumps(result, default=str, indent=2)
     if args.result_file:
         with open(args.result_file, "w", encoding="utf-8") as handle:

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from spark_jobs import args as job_args
 from spark_jobs.log_fields import field_delimiter
 from spark_jobs.log_keys import escape_glob
+from spark_jobs.params import IngestParams
 from spark_jobs.privacy import IP_MODES, PrivacyOptions
 from spark_jobs.raw_reader import ReaderOptions, read_binary_batches
 from spark_jobs.schema import (
@@ -48,8 +49,8 @@ def privacy_options(spark: SparkSession, args: argparse.Namespace) -> PrivacyOpt
     return PrivacyOptions(ip_mode=args.anonymize_ip, hash_key=key.encode(), keep_cookies=args.keep_cookies)
 
 
-def reader_options(spark: SparkSession, args: argparse.Namespace) -> ReaderOptions:
-    return ReaderOptions(privacy_options(spark, args), args.v2_delimiter, args.date.isoformat())
+def reader_options(spark: SparkSession, args: IngestParams) -> ReaderOptions:
+    return ReaderOptions(privacy_options(spark, args), field_delimiter(args.v2_delimiter), args.date.isoformat())
 
 
 def read_raw_lines(spark: SparkSession, files: list[RawFile], options: ReaderOptions) -> DataFrame:
@@ -243,7 +244,7 @@ def write_cdn_logs(spark: SparkSession, staged_lines: DataFrame, warehouse: str,
     write_partitions(logs, table_path(warehouse, "cdn_logs"), predicate)
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: IngestParams) -> dict[str, Any]:
     """Ingest args.date; returns per-distribution accounting (lines read = loaded + rejected)."""
     started = time.monotonic()
     date: dt.date = args.date
@@ -316,7 +317,8 @@ def summarise(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
 
 def v2_delimiter(value: str) -> str:
     try:
-        return field_delimiter(value)
+        field_delimiter(value)
+        return value
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--v2-delimiter: {exc}") from None
 
@@ -328,13 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--anonymize-ip", choices=IP_MODES, default="truncate",
                         help="client IPs: truncate (IPv4 /24, IPv6 /48, default), hash (keyed), none")
     parser.add_argument("--keep-cookies", action="store_true", help="store cs(Cookie) (dropped by default)")
-    parser.add_argument("--v2-delimiter", type=v2_delimiter, default="\t",
+    parser.add_argument("--v2-delimiter", type=v2_delimiter, default="tab",
                         help="field delimiter of standard logging v2 text deliveries (default: tab)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    job_args.run_main(build_parser(), run, argv)
+    job_args.run_main(build_parser(), run, argv, IngestParams)
 
 
 if __name__ == "__main__":

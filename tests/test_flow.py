@@ -188,7 +188,7 @@ def captured(request: pytest.FixtureRequest, output: RunOutput) -> Iterator[None
     loggers = [logging.getLogger()] + [logging.getLogger(name) for name, logger in
                                        list(logging.Logger.manager.loggerDict.items())
                                        if isinstance(logger, logging.Logger) and not logger.propagate]  # fmt: skip
-    ours = [logging.getLogger(name) for name in ("flows", "spark_jobs", "reporting")]
+    ours = [logging.getLogger(name) for name in ("cdnlake", "flows", "spark_jobs", "reporting")]
     levels = [logger.level for logger in ours]
     for logger in loggers:
         logger.addHandler(handler)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-JOBS = ("ingest", "compact", "aggregate", "reconcile", "analyze_misses")
+# The job registry is spark_jobs/params.py (Spark-free): a job is known by its parameter class.
+from spark_jobs.params import JOBS, JobParams
+
+__all__ = ["JOBS", "JobFailedError", "JobParams", "SparkRunner", "summarize_spark_error"]
 
 
 class JobFailedError(RuntimeError):
@@ -34,4 +37,4 @@ def summarize_spark_error(exc: BaseException, limit: int = 400) -> str:
 
 
 class SparkRunner(Protocol):
-    def run_job(self, job: str, args: list[str]) -> dict[str, Any]: ...
+    def run_job(self, params: JobParams) -> dict[str, Any]: ...

@@ -25,7 +25,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from cdnlake.runners.jobs import JOBS, JobFailedError
+from cdnlake.runners.jobs import JOBS, JobFailedError, JobParams
 from cdnlake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -201,9 +201,9 @@ class KubernetesRunner:
                    settings.k8s_service_account, settings.k8s_executor_instances, settings.k8s_timeout_s,
                    config=app)  # fmt: skip
 
-    def run_job(self, job: str, args: list[str]) -> dict[str, Any]:
-        if job not in JOBS:
-            raise ValueError(f"unknown Spark job {job!r}; known: {', '.join(JOBS)}")
+    def run_job(self, params: JobParams) -> dict[str, Any]:
+        """Submit `params` as a SparkApplication; the driver gets them as its command line."""
+        job, args = params.job, params.to_argv()
         name = run_name(job, args)
         manifest = spark_application(job, args, name, self.config)
         try:
