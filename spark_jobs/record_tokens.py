@@ -40,25 +40,25 @@ def _json_fast(good: pa.Array) -> dict[str, pa.Array] | None:
     return {f: dash_to_null(c) for f, c in columns.items() if c.null_count < len(good)}
 
 
-def _json_slow(texts: list[str]) -> tuple[dict[str, pa.Array], list[str | None]]:
-    """Line by line: a line that is not a JSON object is a reject; unknown keys are ignored."""
-    values: dict[str, list[str | None]] = {}
-    reasons: list[str | None] = []
-    for i, text in enumerate(texts):
-        try:
-            record = json.loads(text)
-        except ValueError as exc:
-            record, reason = None, f"invalid JSON record: {exc.msg}"
-        else:
-            reason = None if isinstance(record, dict) else "invalid JSON record: not an object"
-        reasons.append(reason)
-        if not isinstance(record, dict):
-            continue
-        for key, value in record.items():
-            field = canonical_field(str(key))
-            if field is not None and value is not None:
-                values.setdefault(field, [None] * len(texts))[i] = str(value)
-    return {f: dash_to_null(pa.array(v, pa.string())) for f, v in values.items()}, reasons
+def _json_problem(text: str) -> str | None:
+    """Why a line is not a JSON object (None if it is one)."""
+    try:
+        record = json.loads(text)
+    except ValueError as exc:
+        return f"invalid JSON record: {exc.msg}"
+    return None if isinstance(record, dict) else "invalid JSON record: not an object"
+
+
+def _json_by_line(text: pa.Array) -> tuple[dict[str, pa.Array], list[str | None]]:
+    """When Arrow's reader refuses the file: find the lines that are no JSON object (rejects), then
+    read the others in one call again and spread the values back to their lines."""
+    reasons = [_json_problem(t) for t in text.to_pylist()]
+    ok = np.array([r is None for r in reasons], bool)
+    columns = _json_fast(text.filter(pa.array(ok))) if ok.any() else {}
+    if columns is None:  # objects, but not of strings: keep the lines, reject them as such
+        return {}, [r or "invalid JSON record: values are not strings" for r in reasons]
+    back = pa.array(np.cumsum(ok) - 1, pa.int64(), mask=~ok)
+    return {f: c.take(back) for f, c in columns.items()}, reasons
 
 
 def tokenize_json(raw: bytes, damaged: bool) -> Tokens:
@@ -70,10 +70,10 @@ def tokenize_json(raw: bytes, damaged: bool) -> Tokens:
     keep = [i for i, t in enumerate(texts) if t.strip()]
     data = [texts[i] for i in keep]
     text = pa.array(data, pa.string())
-    columns = _json_fast(text) if data and not bad_utf8 else None
+    columns = _json_fast(text) if data else {}
     reasons: list[str | None] = [None] * len(data)
     if columns is None:
-        columns, reasons = _json_slow(data)
+        columns, reasons = _json_by_line(text)
     for j, i in enumerate(keep):
         if i in bad_utf8:
             reasons[j] = "invalid UTF-8 bytes"

@@ -225,3 +225,12 @@ def test_a_row_of_a_dateless_key_is_checked_against_the_date_it_was_listed_for()
 
 def test_escape_glob_characters() -> None:
     assert escape_glob("file:/l/E1.2025-02-16-10.[a]*?{b}.gz") == "file:/l/E1.2025-02-16-10.\\[a\\]\\*\\?\\{b\\}.gz"
+
+
+def test_json_values_that_are_not_strings_are_rejects() -> None:
+    numbers = json.dumps({**RECORD, "sc-bytes": 51234})  # v2 writes every value as a string
+    text = "\n".join([json.dumps(RECORD), numbers, "[1, 2]"]) + "\n"
+    rows = _data_rows(V2_NAME, gzip.compress(text.encode()))
+    assert [r["reason"] for r in rows] == ["invalid JSON record: values are not strings"] * 2 + [
+        "invalid JSON record: not an object"]
+    assert [r["value"] for r in rows][2] == "[1, 2]"
