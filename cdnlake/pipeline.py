@@ -21,6 +21,7 @@ from cdnlake.integrations import aws
 from cdnlake.runners.local import runner_for
 from cdnlake.settings import Settings
 from spark_jobs.contract import report_window
+from spark_jobs.log_fields import field_delimiter
 from spark_jobs.params import AggregateParams, CompactParams, IngestParams, ReconcileParams
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] 
         check.anomalies.append(f"no raw log files for {date} under {settings.source}")
     for f in found[:: max(1, len(found) // 20)]:  # a sample of files is enough to catch a format change
         if not f.uri.startswith("s3"):
-            check.anomalies += sources.column_count_problems(f.uri)[:3]
+            check.anomalies += sources.column_count_problems(f.uri, field_delimiter(settings.v2_delimiter))[:3]
     average = recent_volume(settings, date, distributions)
     check.recent_average_bytes = average
     if average and check.bytes < settings.min_volume_ratio * average:

@@ -77,17 +77,19 @@ def peek_lines(path: str, limit: int = 20) -> list[str]:
     return text.decode("utf-8", "replace").split("\n")[:limit]
 
 
-def column_count_problems(path: str) -> list[str]:
+def column_count_problems(path: str, v2_delimiter: str = "\t") -> list[str]:
     """Column count check on a file's first lines, as the original system did before loading.
 
     A malformed line now and then is normal (it becomes a reject and the report counts it); a file
     whose lines mostly do not fit its header is a format change, and that is what stops a run.
+    Legacy files (`#Version`) are tab-separated; v2 text uses the configured delimiter.
     """
     declared, checked, bad = 33, 0, []
     problems = []
     lines = [line.removeprefix("\ufeff").rstrip("\r") for line in peek_lines(path)[:-1]]
     if lines and lines[0].startswith("{"):
         return []  # a v2 JSON delivery: records, not columns (Parquet does not peek as gzip text)
+    delimiter = "\t" if any(line.startswith("#Version") for line in lines) else v2_delimiter
     for i, line in enumerate(lines, start=1):
         if line.startswith("#Fields:"):
             names = line.split(":", 1)[1].split()
@@ -97,7 +99,7 @@ def column_count_problems(path: str) -> list[str]:
                 problems.append(f"{path}: header declares {declared} fields (expected 18-33)")
         elif line and not line.startswith("#"):
             checked += 1
-            count = len(line.split("\t"))
+            count = len(line.split(delimiter))
             if count not in (declared, declared + 1):
                 bad.append(f"line {i}: {count} fields, header declares {declared}")
     if bad and len(bad) * 2 >= checked:

@@ -53,3 +53,15 @@ def test_column_check_accepts_v2_selections_and_json(tmp_path: Path) -> None:
     unknown = tmp_path / "unknown.gz"
     unknown.write_bytes(gzip.compress(("#Fields: " + " ".join(f"f{i}" for i in range(35)) + "\n").encode()))
     assert column_count_problems(str(unknown)) == [f"{unknown}: header declares 35 fields (expected 18-33)"]
+
+
+def test_column_check_splits_v2_text_by_the_configured_delimiter(tmp_path: Path) -> None:
+    header = "#Fields: " + " ".join((*LOG_FIELDS, *V2_EXTRA))
+    piped = tmp_path / "piped.gz"
+    piped.write_bytes(gzip.compress(f"{header}\n{'|'.join(['x'] * 35)}\n{'|'.join(['x'] * 35)}\n".encode()))
+    assert column_count_problems(str(piped), "|") == []
+    assert "do not fit the header" in column_count_problems(str(piped))[0]  # read as tab-separated
+    legacy = tmp_path / "legacy.gz"  # legacy stays tab-separated whatever the v2 setting
+    legacy.write_bytes(gzip.compress(("#Version: 1.0\n#Fields: " + " ".join(LOG_FIELDS) + "\n"
+                                      + "\t".join(["x"] * 33) + "\n").encode()))  # fmt: skip
+    assert column_count_problems(str(legacy), "|") == []
