@@ -28,11 +28,12 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY flows ./flows
 COPY spark_jobs ./spark_jobs
 COPY reporting ./reporting
+COPY cdnlake ./cdnlake
 # Installs the project itself (editable: the venv points at /opt/cdnlake, where the Spark
 # Operator also finds local:///opt/cdnlake/spark_jobs/<job>.py), then pre-compiles it because
 # the runtime user cannot write __pycache__ next to root-owned sources.
 RUN uv sync --frozen --no-dev \
- && python -m compileall -q flows spark_jobs reporting
+ && python -m compileall -q cdnlake flows spark_jobs reporting
 
 # ---------------------------------------------------------------------------------------------
 # jars: what spark.jars.packages of spark_jobs/session.py resolves (io.delta:delta-spark_4.1_2.13
@@ -64,7 +65,7 @@ ARG APP_UID=185
 # folder the package fails to configure. procps: Spark's scripts call ps. tini: see entrypoint.sh.
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless fonts-ipaexfont-gothic tini procps \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini procps \
  && rm -rf /var/lib/apt/lists/* \
  && ln -s "/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture)" /usr/lib/jvm/java-17 \
  && groupadd --gid "${APP_UID}" cdnlake \

@@ -159,7 +159,9 @@ def viewers_flowable(data: ReportData, fonts: FontSet, width: float) -> Table:
              _ranked(data.os.head(10), "os", "OS", total, fonts, [], widths),
              _ranked(data.browsers.head(10), "browser", "Browser", total, fonts, [], widths)]
     outer = Table([parts], colWidths=[column + 4] * 3, hAlign="LEFT")
-    outer.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    # The outer cells' own font is never drawn but still named: the default Helvetica is not embedded.
+    outer.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0),
+                               ("FONT", (0, 0), (-1, -1), fonts.latin)]))
     return outer
 
 
