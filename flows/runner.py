@@ -7,9 +7,12 @@ start-up is paid once. `kubernetes` submits a SparkApplication (flows/k8s_runner
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
+import os
 import threading
+from pathlib import Path
 from typing import Any, Protocol
 
 from flows.settings import Settings
@@ -40,6 +43,13 @@ def summarize_spark_error(exc: BaseException, limit: int = 400) -> str:
     return text[:limit]
 
 
+def spark_log_file(log_dir: str) -> str:
+    """A new file for this process's Spark driver log (one session per process)."""
+    folder = Path(log_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"spark-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{os.getpid()}.log")
+
+
 class SparkRunner(Protocol):
     def run_job(self, job: str, args: list[str]) -> dict[str, Any]: ...
 
@@ -49,9 +59,11 @@ class InProcessRunner:
 
     _lock = threading.Lock()
 
-    def __init__(self, master: str, driver_memory: str = "4g", extra_conf: dict[str, str] | None = None):
+    def __init__(self, master: str, driver_memory: str = "4g", extra_conf: dict[str, str] | None = None,
+                 log_dir: str | None = None) -> None:  # fmt: skip
         self.master = master
         self.conf = {"spark.driver.memory": driver_memory, **(extra_conf or {})}
+        self.log_dir = log_dir
         self._spark: Any = None
 
     def session(self) -> Any:
@@ -59,7 +71,10 @@ class InProcessRunner:
             if self._spark is None:
                 from spark_jobs.session import build_session
 
-                self._spark = build_session(self.master, app_name="cdnlake", extra_conf=self.conf)
+                log_file = spark_log_file(self.log_dir) if self.log_dir else None
+                self._spark = build_session(self.master, app_name="cdnlake", extra_conf=self.conf, log_file=log_file)
+                if log_file:  # once per process: the console shows Spark's errors only
+                    log.info("Spark log: %s", log_file)
             return self._spark
 
     def run_job(self, job: str, args: list[str]) -> dict[str, Any]:
@@ -100,5 +115,5 @@ def runner_for(settings: Settings) -> SparkRunner:
         extra = settings.spark_conf_pairs()
         if settings.ip_hash_key:
             extra["spark.cdnlake.ip.hash.secret"] = settings.ip_hash_key
-        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, extra)
+        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, extra, settings.log_dir)
     return _RUNNERS[key]
