@@ -18,7 +18,10 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock Makefile
 	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	touch $@
 
+# Then the Spark/Delta jars (spark_jobs/jars.py): resolved once into ~/.ivy2.5.2 (about 700 MB the
+# first time), one line here, Ivy's own output in ~/.ivy2.5.2/cdnlake-jars.log.
 install: $(VENV)/.installed
+	@$(VENV)/bin/python -m spark_jobs.jars
 
 demo: install
 	$(VENV)/bin/cdnlake demo
