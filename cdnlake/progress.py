@@ -9,6 +9,7 @@ printed (flows/notify.py decides). `summary_table` is printed at the end of a ru
 
 from __future__ import annotations
 
+import atexit
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -95,6 +96,7 @@ class LiveStatus:
             # transient: the live line goes away at the end; stdout/stderr writes print above it.
             self._live = Live(self, console=self.console, refresh_per_second=2, transient=True)
             self._live.start()
+            atexit.register(self.stop)  # a run that dies outside a stage must not leave the cursor hidden
 
     def log(self, line: str) -> None:
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -2,9 +2,9 @@
 
 Spark resolves `spark.jars.packages` with Ivy on every start (10-20 s even with a warm cache) and
 prints Ivy's whole log, proxy and "host not found" warnings included, which reads as a failure.
-So the jars are resolved once, by a throwaway Spark driver in a child process whose output goes
-to a log file (`make install` runs `python -m spark_jobs.jars`; a session that finds no list
-does it too), and every later session gets the resolved files as `spark.jars`.
+So the jars are resolved once, by spark-submit in a child process whose output goes to a log file
+(`make install` runs `python -m spark_jobs.jars`; a session that finds no list does it too), and
+every later session gets the resolved files as `spark.jars`.
 """
 
 from __future__ import annotations
@@ -54,13 +54,22 @@ def remember_jars(jars: str, packages: Sequence[str], ivy_dir: Path = IVY_DIR) -
 
 
 def resolve_in_child(packages: list[str], log: Path) -> None:
-    """Runs the resolution in a child process whose stdout and stderr (the JVM's too) go to `log`."""
+    """spark-submit resolves the packages and runs this file (`--emit`), which records the jars;
+    no SparkContext is started. Its output and the JVM's go to `log`."""
+    import pyspark
+
+    submit = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable,
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    command = [str(submit), "--master", "local[1]", "--packages", ",".join(packages),
+               str(Path(__file__).resolve()), "--emit", *packages]  # fmt: skip
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} resolving {','.join(packages)}\n".encode())
+        out.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
         out.flush()
-        subprocess.run([sys.executable, "-m", "spark_jobs.jars", "--child", *packages], stdout=out,
-                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False, timeout=3600)  # fmt: skip
+        subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                       check=False, timeout=3600)  # fmt: skip
 
 
 def ensure_resolved(packages: list[str], resolve: Resolver = resolve_in_child, ivy_dir: Path = IVY_DIR,
@@ -82,28 +91,20 @@ def ensure_resolved(packages: list[str], resolve: Resolver = resolve_in_child, i
     return jars
 
 
-def _resolve_here(packages: list[str]) -> None:
-    """The child: a local driver with `spark.jars.packages` makes Ivy fetch them, then it stops."""
-    from pyspark.sql import SparkSession
+def _emit(packages: list[str]) -> None:
+    """Run by spark-submit: its JVM holds the resolved jars in `spark.jars`; record them."""
+    from pyspark import SparkConf, SparkContext
 
-    from spark_jobs.session import check_java
-
-    check_java()
-    spark = (SparkSession.builder.master("local[1]").appName("cdnlake-jars")
-             .config("spark.jars.packages", ",".join(packages)).config("spark.ui.enabled", "false")
-             .getOrCreate())  # fmt: skip
-    try:
-        remember_jars(spark.sparkContext.getConf().get("spark.jars", ""), packages)
-    finally:
-        spark.stop()
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM; no SparkContext is created
+    remember_jars(SparkConf().get("spark.jars", ""), packages)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.jars", description=__doc__)
-    parser.add_argument("--child", nargs="+", metavar="PACKAGE", help=argparse.SUPPRESS)
+    parser.add_argument("--emit", nargs="+", metavar="PACKAGE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        _resolve_here(args.child)
+    if args.emit:
+        _emit(args.emit)
         return 0
     from spark_jobs.session import JavaNotFoundError, check_java, jar_packages
 
