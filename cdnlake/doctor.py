@@ -42,8 +42,8 @@ def check_jars(packages: list[str], cached: Callable[[list[str]], str | None]) -
     jars = cached(packages)
     if jars:
         return Check("Spark/Delta jars", "ok", f"{len(jars.split(','))} jars resolved for {', '.join(packages)}")
-    return Check("Spark/Delta jars", "FAIL", "not resolved yet: run `make install` (or `python -m spark_jobs.jars`); "
-                 "the first time downloads about 700 MB from Maven Central")  # fmt: skip
+    return Check("Spark/Delta jars", "FAIL", "not resolved yet: run `make install` (or `python -m "
+                 "spark_jobs.session`); the first time downloads about 700 MB from Maven Central")  # fmt: skip
 
 
 def check_font(font_file: Path | None) -> Check:
@@ -221,8 +221,9 @@ def run_checks(settings: Any, machine: Machine) -> list[Check]:
         check_s3_endpoint(settings.s3_endpoint, machine.s3_client),
         *check_locations(locations, machine.s3_client),
         check_aws_credentials(uses_aws, machine.aws_credentials),
-        check_ses(settings.ses_enabled, settings.email_sender, settings.email_to, settings.aws_region,
-                  settings.outbox),  # fmt: skip
+        check_ses(
+            settings.ses_enabled, settings.email_sender, settings.email_to, settings.aws_region, settings.outbox
+        ),  # fmt: skip
         check_slack(settings.slack_webhook_url),
         check_prefect(machine.prefect_api_url, machine.http_get),
     ]

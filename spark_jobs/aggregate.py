@@ -196,9 +196,14 @@ def ranked(counts: DataFrame, dimensions: Sequence[str]) -> DataFrame:
     order = [F.col("request_count").desc(), F.col("distro").asc_nulls_first(), F.col("value").asc_nulls_last()]
     rows = counts.where(F.col("dimension").isin(*dimensions))
     limits = {d: _DIMENSIONS[d][1] for d in dimensions}
-    if len(dimensions) == 1 and limits[dimensions[0]] is not None:
-        # A long list (objects, referrers): take the top k without sorting every row.
-        rows = rows.orderBy(*order).limit(limits[dimensions[0]])
+    if len(dimensions) == 1:
+        # A long list (objects, referrers): take the top k without sorting every row. One dimension
+        # is a constant partition key, which Spark drops: its window warned "No Partition Defined"
+        # and moved the rows to one partition anyway. So they are numbered there in order.
+        limit = limits[dimensions[0]]
+        rows = (rows.orderBy(*order).limit(limit) if limit is not None else rows).repartition(1)
+        rank_in_one = (F.monotonically_increasing_id() + 1).cast("int")  # 1..n within partition 0
+        return rows.sortWithinPartitions(*order).withColumn("rank", rank_in_one)
     rank = F.row_number().over(Window.partitionBy("dimension").orderBy(*order))
     keep = F.lit(True)
     for name, limit in limits.items():

@@ -3,7 +3,7 @@
 Spark resolves `spark.jars.packages` with Ivy on every start (10-20 s even with a warm cache) and
 prints Ivy's whole log, proxy and "host not found" warnings included, which reads as a failure.
 So the jars are resolved once, by spark-submit in a child process whose output goes to a log file
-(`make install` runs `python -m spark_jobs.jars`; a session that finds no list does it too), and
+(`make install` runs `python -m spark_jobs.session`; a session that finds no list does it too), and
 every later session gets the resolved files as `spark.jars`.
 """
 
@@ -100,22 +100,10 @@ def _emit(packages: list[str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spark_jobs.jars", description=__doc__)
-    parser.add_argument("--emit", nargs="+", metavar="PACKAGE", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.emit:
-        _emit(args.emit)
-        return 0
-    from spark_jobs.session import JavaNotFoundError, check_java, jar_packages
-
-    started = time.monotonic()
-    try:
-        check_java()
-        jars = ensure_resolved(jar_packages(), announce=lambda text: print(f"Spark/Delta jars: {text}", flush=True))
-    except (JavaNotFoundError, JarResolutionError) as exc:
-        print(f"Spark/Delta jars: {exc}", file=sys.stderr)
-        return 1
-    print(f"Spark/Delta jars: {len(jars.split(','))} jars ready in {IVY_DIR} ({time.monotonic() - started:.0f} s)")
+    """spark-submit runs this file with `--emit PACKAGE...` (see resolve_in_child)."""
+    parser = argparse.ArgumentParser(prog="spark_jobs/jars.py")
+    parser.add_argument("--emit", nargs="+", metavar="PACKAGE", required=True)
+    _emit(parser.parse_args(argv).emit)
     return 0
 
 

@@ -9,13 +9,14 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pyspark
 from pyspark.sql import SparkSession
 
-from spark_jobs.jars import ensure_resolved
+from spark_jobs.jars import IVY_DIR, JarResolutionError, ensure_resolved
 
 # delta-spark 4.4.1 is on PyPI but its jars never reached Maven Central: the newest Delta for
 # Spark 4.1 there is 4.4.0 (artifact name carries the Spark minor version). The Python package is
@@ -207,3 +208,21 @@ def running_task_counts() -> tuple[int, int] | None:
     if not stages:
         return None
     return sum(s.numCompletedTasks for s in stages), sum(s.numTasks for s in stages)
+
+
+def main() -> int:
+    """`python -m spark_jobs.session` (make install): Java checked, the jars resolved, one line."""
+    started = time.monotonic()
+    try:
+        check_java()
+        jars = ensure_resolved(jar_packages(), announce=lambda text: print(f"Spark/Delta jars: {text}", flush=True))
+    except (JavaNotFoundError, JarResolutionError) as exc:
+        print(f"Spark/Delta jars: {exc}", file=sys.stderr)
+        return 1
+    took = time.monotonic() - started
+    print(f"Spark/Delta jars: {len(jars.split(','))} jars ready in {IVY_DIR} ({took:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -102,8 +102,14 @@ def test_missing_bucket_and_dead_endpoint_fail_with_the_cause(tmp_path: Path, mo
                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     for key, value in KEYS.items():
         monkeypatch.setenv(key, value)
-    env = {"CDNLAKE_SOURCE": str(tmp_path), "CDNLAKE_WAREHOUSE": "s3://nobucket/wh", "CDNLAKE_REPORTS": str(tmp_path),
-           "CDNLAKE_LOG_DIR": str(tmp_path), "CDNLAKE_OUTBOX": str(tmp_path), "CDNLAKE_S3_ENDPOINT": moto_endpoint}
+    env = {
+        "CDNLAKE_SOURCE": str(tmp_path),
+        "CDNLAKE_WAREHOUSE": "s3://nobucket/wh",
+        "CDNLAKE_REPORTS": str(tmp_path),
+        "CDNLAKE_LOG_DIR": str(tmp_path),
+        "CDNLAKE_OUTBOX": str(tmp_path),
+        "CDNLAKE_S3_ENDPOINT": moto_endpoint,
+    }
     settings = load_settings(env=env)
     code, lines = lines_of(settings, machine(settings))
     assert code == 1
