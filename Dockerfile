@@ -25,10 +25,10 @@ WORKDIR /opt/cdnlake
 # Dependencies first: this layer is rebuilt only when the lock file changes.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
+COPY cdnlake ./cdnlake
 COPY flows ./flows
 COPY spark_jobs ./spark_jobs
 COPY reporting ./reporting
-COPY cdnlake ./cdnlake
 # Installs the project itself (editable: the venv points at /opt/cdnlake, where the Spark
 # Operator also finds local:///opt/cdnlake/spark_jobs/<job>.py), then pre-compiles it because
 # the runtime user cannot write __pycache__ next to root-owned sources.

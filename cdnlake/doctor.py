@@ -196,7 +196,7 @@ def this_machine(settings: Any) -> Machine:
     import boto3
     from prefect.settings import PREFECT_API_URL
 
-    from flows.aws import s3_client
+    from cdnlake.integrations.aws import s3_client
     from reporting.fonts import packaged_cjk_font
     from spark_jobs.jars import cached_jars
     from spark_jobs.session import check_java, jar_packages

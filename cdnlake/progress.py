@@ -4,7 +4,7 @@ In an interactive terminal the stage lines (`[..] running: ingest (2/7)`) scroll
 live line under them shows the current stage, how much of its Spark work is done (tasks of the
 running Spark stages; the ingest reads its files in those tasks, so this is the share of files
 read) and the elapsed time. Elsewhere (Prefect worker, CI, a pipe) only the plain lines are
-printed (flows/notify.py decides). `summary_table` is printed at the end of a run either way.
+printed (cdnlake/notify.py decides). `summary_table` is printed at the end of a run either way.
 """
 
 from __future__ import annotations

@@ -14,10 +14,9 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from cdnlake import doctor
-from flows import cli
-from flows.aws import s3_client
-from flows.settings import ConfigError, load_settings
+from cdnlake import cli, doctor
+from cdnlake.integrations.aws import s3_client
+from cdnlake.settings import ConfigError, load_settings
 from reporting.fonts import packaged_cjk_font
 from spark_jobs.session import JavaNotFoundError
 

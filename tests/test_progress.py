@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from cdnlake.notify import ConsoleNotifier, LiveConsoleNotifier, ProgressEvent, console_notifier
 from cdnlake.progress import LiveStatus, interactive, progress_bar, summary_table
-from flows.notify import ConsoleNotifier, LiveConsoleNotifier, ProgressEvent, console_notifier
 
 
 class Clock:
