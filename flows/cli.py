@@ -142,8 +142,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from flows.daily import cdn_daily, local_prefect
+    from flows.runner import start_spark_early
 
     settings = _settings(args)
+    start_spark_early(settings)  # the JVM starts while Prefect does
     with local_prefect(args.verbose):
         summary = cdn_daily(
             date=args.date, distributions=list(settings.distributions) or None,
@@ -158,7 +160,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
+    from flows.runner import start_spark_early
+
     settings = _settings(args)
+    start_spark_early(settings)
     with local_prefect(args.verbose):
         _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
                             resend_email=args.resend_email, settings=settings,
