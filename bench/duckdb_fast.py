@@ -17,7 +17,7 @@ from bench.duckdb_reference import FIELDS_33, HOURLY_SQL, declared_fields
 
 # DuckDB types of the CloudFront fields that are not text.
 TYPES = {
-    "date": "DATE", "sc_bytes": "BIGINT", "sc_status": "INTEGER", "cs_bytes": "BIGINT", "time_taken": "DOUBLE",
+    "date": "DATE", "time": "TIME", "sc_bytes": "BIGINT", "sc_status": "INTEGER", "cs_bytes": "BIGINT", "time_taken": "DOUBLE",
     "c_port": "INTEGER", "time_to_first_byte": "DOUBLE", "sc_content_len": "BIGINT", "sc_range_start": "BIGINT",
     "sc_range_end": "BIGINT",
 }  # fmt: skip
@@ -48,7 +48,7 @@ def ingest_to_parquet(files: list[Path], out_dir: Path, threads: int = 2) -> duc
     union = " UNION ALL ".join(f"({_read_sql(n, paths)})" for n, paths in sorted(groups.items()))
     columns = ", ".join(FIELDS_33)
     con.execute(
-        f"COPY (SELECT {columns}, hour(time::TIME) AS hour, distro, dt FROM ({union}) "
+        f"COPY (SELECT {columns}, hour(time) AS hour, distro, dt FROM ({union}) "
         "WHERE date::VARCHAR = dt AND sc_status IS NOT NULL) "
         f"TO '{out_dir}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (distro, dt), OVERWRITE_OR_IGNORE)"
     )
