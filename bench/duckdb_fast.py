@@ -17,9 +17,9 @@ from bench.duckdb_reference import FIELDS_33, HOURLY_SQL, declared_fields
 
 # DuckDB types of the CloudFront fields that are not text.
 TYPES = {
-    "date": "DATE", "time": "TIME", "sc_bytes": "BIGINT", "sc_status": "INTEGER", "cs_bytes": "BIGINT", "time_taken": "DOUBLE",
-    "c_port": "INTEGER", "time_to_first_byte": "DOUBLE", "sc_content_len": "BIGINT", "sc_range_start": "BIGINT",
-    "sc_range_end": "BIGINT",
+    "date": "DATE", "time": "TIME", "sc_bytes": "BIGINT", "sc_status": "INTEGER", "cs_bytes": "BIGINT",
+    "time_taken": "DOUBLE", "c_port": "INTEGER", "time_to_first_byte": "DOUBLE", "sc_content_len": "BIGINT",
+    "sc_range_start": "BIGINT", "sc_range_end": "BIGINT",
 }  # fmt: skip
 _NAME_RE = r"([A-Za-z0-9]+)\.(\d{4}-\d{2}-\d{2})-\d{2}\.[^/]*\.gz$"
 
