@@ -139,9 +139,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cdnlake.runners.local import start_spark_early
+
     from flows.daily import cdn_daily, local_prefect
 
     settings = _settings(args)
+    start_spark_early(settings)  # the JVM starts while Prefect does
     with local_prefect(args.verbose):
         summary = cdn_daily(
             date=args.date, distributions=list(settings.distributions) or None,
@@ -156,7 +159,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
+    from cdnlake.runners.local import start_spark_early
+
     settings = _settings(args)
+    start_spark_early(settings)
     with local_prefect(args.verbose):
         _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
                             resend_email=args.resend_email, settings=settings,

@@ -45,6 +45,22 @@ class InProcessRunner:
                 self._spark = build_session(self.master, app_name="cdnlake", extra_conf=self.conf)
             return self._spark
 
+    def start_in_background(self) -> threading.Thread:
+        """Build the session in a thread while the caller starts Prefect (the JVM takes seconds to start).
+
+        The first job waits on the same lock; a failure here is left for that job to hit and report.
+        """
+
+        def build() -> None:
+            try:
+                self.session()
+            except Exception:  # noqa: BLE001 - the first job builds again and raises with context
+                log.debug("starting Spark in the background failed", exc_info=True)
+
+        thread = threading.Thread(target=build, name="cdnlake-spark-start", daemon=True)
+        thread.start()
+        return thread
+
     def run_job(self, params: JobParams) -> dict[str, Any]:
         """`spark_jobs.<job>.run(spark, params)` in this process: no command line, no re-parsing."""
         job = job_module(params.job)
@@ -83,3 +99,11 @@ def runner_for(settings: Settings) -> SparkRunner:
             extra["spark.cdnlake.ip.hash.secret"] = settings.ip_hash_key
         _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, extra)
     return _RUNNERS[key]
+
+
+def start_spark_early(settings: Settings) -> threading.Thread | None:
+    """Start the in-process runner's SparkSession now, in the background (no-op on Kubernetes)."""
+    if settings.spark_runner == "kubernetes":
+        return None
+    runner = runner_for(settings)
+    return runner.start_in_background() if isinstance(runner, InProcessRunner) else None
