@@ -140,7 +140,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cdnlake.runners.local import start_spark_early
-
     from flows.daily import cdn_daily, local_prefect
 
     settings = _settings(args)
