@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdnlake.storage import Store, store_for
 from flows.settings import Settings
 
 
@@ -17,3 +18,8 @@ def s3_client(settings: Settings) -> Any:
         return boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint,
                             config=Config(s3={"addressing_style": "path"}))  # fmt: skip
     return boto3.client("s3", region_name=settings.aws_region)
+
+
+def store(settings: Settings, location: str) -> Store:
+    """The store (cdnlake/storage.py) of a location of these settings: S3 through s3_client()."""
+    return store_for(location, lambda: s3_client(settings))

@@ -30,16 +30,17 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from prefect import Flow, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency as global_concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
+from cdnlake.run_settings import current_settings
 from flows import locks, pipeline
 from flows.artifacts import day_totals, flow_run_id, ingest_totals, publish_artifacts, run_url
 from flows.notify import StageProgress, notifier_from_settings
-from flows.settings import Settings, load_settings
+from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +61,6 @@ _SPARK: dict[str, Any] = dict(retries=2, retry_delay_seconds=exponential_backoff
 
 class BackfillError(RuntimeError):
     """Some dates of a backfill failed; the message lists them."""
-
-
-class _SettingsMaskingFlow(Flow):  # type: ignore[type-arg]
-    """A Flow that stores a `Settings` parameter masked.
-
-    Prefect saves every flow run's parameters in its database and shows them in the UI; the CLI
-    passes its Settings (which may hold the Slack webhook) as a parameter.
-    """
-
-    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        masked = {k: (v.masked() if isinstance(v, Settings) else v) for k, v in parameters.items()}
-        return super().serialize_parameters(masked)
-
-
-def _flow(**options: Any) -> Any:
-    return lambda fn: _SettingsMaskingFlow(fn=fn, **options)
 
 
 # ---------------------------------------------------------------- tasks (one per stage)
@@ -191,9 +176,8 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
     }
 
 
-def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: bool,
-           settings: Settings | None) -> dict[str, Any]:  # fmt: skip
-    settings = settings or load_settings()
+def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: bool) -> dict[str, Any]:
+    settings = current_settings()
     day = date or default_date(settings)
     wanted = [d.lower() for d in distributions] if distributions else list(settings.distributions) or None
     run = StageProgress(notifier_from_settings(settings), DAILY_FLOW, day, STAGES, wanted, run_url)
@@ -206,33 +190,26 @@ def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: 
     return summary
 
 
-@_flow(name=DAILY_FLOW, description="CloudFront logs of one UTC date -> Delta Lake -> statistics -> report -> e-mail")
+# Parameters are what an operator chooses, nothing else: the settings (locations, recipients, Spark,
+# secrets) come from the run's environment through cdnlake/run_settings.py, validated there.
+@flow(name=DAILY_FLOW, description="CloudFront logs of one UTC date -> Delta Lake -> statistics -> report -> e-mail")
 def cdn_daily(
-    date: dt.date | None = None,
-    distributions: list[str] | None = None,
-    resend_email: bool = False,
-    settings: Settings | None = None,
+    date: dt.date | None = None, distributions: list[str] | None = None, resend_email: bool = False
 ) -> dict[str, Any]:
-    """The daily pipeline for `date` (default: yesterday in CDNLAKE_REPORT_TZ); returns the run summary.
-
-    `settings` is for callers in Python (CLI, tests); deployments leave it out: CDNLAKE_* apply.
-    """
-    return _daily(date, distributions, resend_email, settings)
+    """The daily pipeline for `date` (default: yesterday in CDNLAKE_REPORT_TZ); returns the run summary."""
+    return _daily(date, distributions, resend_email)
 
 
-@_flow(name="cdn-rerun", description="cdn-daily for a date the operator names")
-def cdn_rerun(
-    date: dt.date, distributions: list[str] | None = None, resend_email: bool = False, settings: Settings | None = None
-) -> dict[str, Any]:
+@flow(name="cdn-rerun", description="cdn-daily for a date the operator names")
+def cdn_rerun(date: dt.date, distributions: list[str] | None = None, resend_email: bool = False) -> dict[str, Any]:
     """The same pipeline as cdn-daily, with `date` required (the manual re-run deployment)."""
-    return _daily(date, distributions, resend_email, settings)
+    return _daily(date, distributions, resend_email)
 
 
 @task(name="backfill-date", task_run_name="backfill-{date}", cache_policy=NO_CACHE)
-def backfill_date_task(date: dt.date, distributions: list[str] | None, resend_email: bool,
-                       settings: Settings) -> dict[str, Any]:  # fmt: skip
+def backfill_date_task(date: dt.date, distributions: list[str] | None, resend_email: bool) -> dict[str, Any]:
     # A flow called inside a task is a subflow of the backfill (supported since Prefect 3.0).
-    return cdn_daily(date=date, distributions=distributions, resend_email=resend_email, settings=settings)
+    return cdn_daily(date=date, distributions=distributions, resend_email=resend_email)
 
 
 def _outcome(state: Any) -> dict[str, Any]:
@@ -245,13 +222,12 @@ def _outcome(state: Any) -> dict[str, Any]:
     return {"status": "failed", "error": text[:500]}
 
 
-@_flow(name="cdn-backfill", description="cdn-daily for every date from start to end (inclusive)")
+@flow(name="cdn-backfill", description="cdn-daily for every date from start to end (inclusive)")
 def cdn_backfill(
     start: dt.date,
     end: dt.date,
     distributions: list[str] | None = None,
     resend_email: bool = False,
-    settings: Settings | None = None,
     concurrency: int = 1,
 ) -> dict[str, Any]:
     """Run cdn-daily per date: one after the other, or `concurrency` at a time.
@@ -261,16 +237,15 @@ def cdn_backfill(
     """
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
-    settings = settings or load_settings()
     dates = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     if concurrency <= 1:
-        states = {d: cdn_daily(date=d, distributions=distributions, resend_email=resend_email, settings=settings,
+        states = {d: cdn_daily(date=d, distributions=distributions, resend_email=resend_email,
                                return_state=True) for d in dates}  # fmt: skip
     else:
         runner: Any  # the submit() overloads of Prefect confuse mypy for a sync task
         with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
             futures = {d: runner.submit(backfill_date_task, {"date": d, "distributions": distributions,
-                                                             "resend_email": resend_email, "settings": settings})
+                                                             "resend_email": resend_email})
                        for d in dates}  # fmt: skip
             for future in futures.values():
                 future.wait()

@@ -46,9 +46,11 @@ from flows.settings import ConfigError, Settings, load_settings
 from spark_jobs import aggregate, compact, ingest
 from spark_jobs.session import cached_jars, jar_packages
 from spark_jobs.storage import TABLES
+from tests.flow_runs import run_flow
 from tests.jvm import SHORT_LIVED_JVM_OPTS
 
 ROOT = Path(__file__).resolve().parents[1]
+
 D = dt.date(2024, 6, 9)
 DAYS = [D - dt.timedelta(days=2), D - dt.timedelta(days=1), D]
 ROWS = 3_000
@@ -415,7 +417,7 @@ def test_daily_run_of_a_locked_date_fails_at_ingest_with_the_holder(flow_fakes: 
                                                                      tmp_path: Path) -> None:  # fmt: skip
     settings = lock_settings(str(tmp_path / "warehouse"), lock_wait_seconds=0)
     with pytest.raises(locks.LockBusyError, match=f"date {D} is locked by run holder-run"):
-        daily.cdn_daily(date=D, settings=settings)
+        run_flow(daily.cdn_daily, settings, date=D)
     failed = flow_fakes.events[-1]
     assert (failed.kind, failed.stage, failed.step) == ("failed", "ingest", 2)
     assert f"LockBusyError: date {D} is locked by run holder-run" in str(failed.detail)
@@ -437,7 +439,7 @@ def test_daily_run_of_a_locked_date_waits_for_the_holder(flow_fakes: FlowFakes, 
 
     helper = threading.Thread(target=let_go_once_waiting)
     helper.start()
-    summary = daily.cdn_daily(date=D, settings=settings)
+    summary = run_flow(daily.cdn_daily, settings, date=D)
     helper.join(30)
     assert summary["dates_ingested"] == [D.isoformat()]
     warnings = [str(e.detail) for e in flow_fakes.events if e.kind == "warning"]
