@@ -19,7 +19,7 @@ def misses_prefix(start: dt.date, end: dt.date) -> str:
 
 
 def _range_rows(settings: Settings, table: str, start: dt.date) -> Any:
-    return report_data.read_table(settings.warehouse, table, [("range_start", "=", start.isoformat())])
+    return report_data.read_table(aws.warehouse(settings), table, [("range_start", "=", start.isoformat())])
 
 
 def analyze_misses(

@@ -57,7 +57,7 @@ def _s3_client(settings: Settings) -> Any:
 def recent_volume(settings: Settings, date: dt.date, distributions: list[str] | None) -> float | None:
     """Average raw bytes per day over the recent days already ingested (None if there are none)."""
     days = [(date - dt.timedelta(days=i)).isoformat() for i in range(1, _RECENT_DAYS + 1)]
-    files = report_data.read_table(settings.warehouse, "ingest_files", [("dt", "in", days)])
+    files = report_data.read_table(aws.warehouse(settings), "ingest_files", [("dt", "in", days)])
     if files.empty:
         return None
     if distributions:
@@ -114,7 +114,7 @@ def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] 
     """D always; D-1 and D-2 too when they have raw files but nothing in the warehouse yet."""
     earlier = [date - dt.timedelta(days=i) for i in range(REPORT_WINDOW_DAYS - 1, 0, -1)]
     loaded = report_data.read_table(
-        settings.warehouse, "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])]
+        aws.warehouse(settings), "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])]
     )
     done = set(loaded["dt"]) if not loaded.empty else set()
     missing = [d for d in earlier if d.isoformat() not in done]
@@ -172,7 +172,7 @@ def build_report(
     from reporting.outputs import summary_dict, write_outputs
 
     data = report_data.build_report_data(
-        settings.warehouse, date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        aws.warehouse(settings), date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
     )
     if crosscheck is not None:
         data = dataclasses.replace(data, crosscheck=crosscheck_data(crosscheck))
@@ -203,7 +203,7 @@ def send_email(
 
     store = reports_store(settings)
     data = report_data.build_report_data(
-        settings.warehouse, date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        aws.warehouse(settings), date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
     )
     if crosscheck is not None:
         data = dataclasses.replace(data, crosscheck=crosscheck_data(crosscheck))
@@ -262,7 +262,8 @@ def register_catalog(settings: Settings) -> dict[str, Any] | None:
     return {"catalog": "glue", "database": settings.glue_database, "tables": tables}
 
 
-def logs_hourly(warehouse: str, start: dt.datetime, end: dt.datetime, distributions: list[str] | None) -> Any:
+def logs_hourly(warehouse: str | report_data.Warehouse, start: dt.datetime, end: dt.datetime,
+                distributions: list[str] | None) -> Any:  # fmt: skip
     """stats_hourly rows in [start, end) (naive UTC) as distro, ts, request_count, bytes_requested."""
     import pandas as pd
 
@@ -279,7 +280,7 @@ def logs_hourly(warehouse: str, start: dt.datetime, end: dt.datetime, distributi
 def _known_distributions(settings: Settings, date: dt.date) -> list[str]:
     """Distributions seen in the last week: one whose logs stopped arriving entirely is still checked."""
     days = [(date - dt.timedelta(days=i)).isoformat() for i in range(_RECENT_DAYS + 1)]
-    rows = report_data.read_table(settings.warehouse, "stats_hourly", [("dt", "in", days)])
+    rows = report_data.read_table(aws.warehouse(settings), "stats_hourly", [("dt", "in", days)])
     return sorted(rows["distro"].unique().tolist()) if not rows.empty else []
 
 
@@ -299,7 +300,7 @@ def cloudwatch_crosscheck(settings: Settings, date: dt.date, distributions: list
     ids = list(distributions or settings.distributions or _known_distributions(settings, date))
     client = boto3.client("cloudwatch", region_name=cloudwatch.CLOUDFRONT_REGION)
     metrics = cloudwatch.fetch_hourly(client, ids, date, start, end)
-    logs = logs_hourly(settings.warehouse, start, end, ids)
+    logs = logs_hourly(aws.warehouse(settings), start, end, ids)
     table, alerts = cloudwatch.compare(metrics, logs, settings.cloudwatch_threshold_pct)
     for line in alerts:
         log.warning("cloudwatch cross-check: %s", line)
