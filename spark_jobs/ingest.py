@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -38,11 +39,14 @@ CDN_LOGS_PROPERTIES = {
     "delta.dataSkippingStatsColumns": "ts,hour,sc_status,x_edge_location,x_edge_response_result_type",
 }
 
-HASH_KEY_CONF = "spark.cdnlake.ip.hash.secret"  # "secret" in the name: Spark redacts it in UI and logs
+# The IP hash key never travels on a command line (a Spark conf would be on the JVM's argv, seen
+# by `ps`): the in-process runner sets `args.ip_hash_key` after parsing; a Kubernetes driver gets
+# this variable from the Secret (secretKeyRef). The hashing closure carries it to the executors.
+HASH_KEY_ENV = "CDNLAKE_IP_HASH_KEY"
 
 
 def privacy_options(spark: SparkSession, args: argparse.Namespace) -> PrivacyOptions:
-    key = spark.conf.get(HASH_KEY_CONF, "") or ""
+    key = getattr(args, "ip_hash_key", "") or os.environ.get(HASH_KEY_ENV, "")
     return PrivacyOptions(ip_mode=args.anonymize_ip, hash_key=key.encode(), keep_cookies=args.keep_cookies)
 
 
