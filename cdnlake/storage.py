@@ -27,7 +27,9 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,6 +70,10 @@ class Store(Protocol):
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def age(self, key: str) -> float | None:
+        """Seconds since the object was last written, by the store's own clock (None if unknown)."""
+        ...
 
     def list(self, prefix: str = "") -> list[str]:
         """Keys under `prefix`, sorted."""
@@ -152,6 +158,12 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def age(self, key: str) -> float | None:
+        try:
+            return time.time() - self.path(key).stat().st_mtime  # one host: one clock
+        except FileNotFoundError:
+            return None
+
     def list(self, prefix: str = "") -> list[str]:
         base = self.path(prefix) if prefix else self.root
         if not base.is_dir():
@@ -217,6 +229,20 @@ class S3Store:
                 return False
             raise
         return True
+
+    def age(self, key: str) -> float | None:
+        """Both ends from the store: its `Date` header minus the object's Last-Modified. Neither
+        this host's clock nor the writer's enters, so hosts whose clocks disagree judge alike."""
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=self.key(key))
+        except Exception as exc:
+            if _code(exc) in _MISSING:
+                return None
+            raise
+        date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        if not date or response.get("LastModified") is None:
+            return None
+        return (parsedate_to_datetime(date) - response["LastModified"]).total_seconds()
 
     def list(self, prefix: str = "") -> list[str]:
         start = self.key(prefix)

@@ -72,7 +72,19 @@ compact_task = task(name="compact", task_run_name="compact-{date}", **_SPARK)(pi
 aggregate_task = task(name="aggregate", **_SPARK)(pipeline.aggregate)
 build_report_task = task(name="build-report", retries=1, retry_delay_seconds=10,
                          cache_policy=NO_CACHE)(pipeline.build_report)  # fmt: skip
-send_email_task = task(name="send-email", **_IO)(pipeline.send_email)
+
+
+def _worth_retrying_email(task: Any, task_run: Any, state: Any) -> bool:
+    """Not when the ledger says the e-mail may have gone out (EmailStateUnknown: an operator
+    decides, with --resend-email) or SES refused it for good: a retry would only repeat that."""
+    from reporting.delivery import DeliveryError
+    from reporting.ledger import EmailStateUnknown
+
+    error = state.data
+    return not isinstance(error, EmailStateUnknown) and not (isinstance(error, DeliveryError) and error.permanent)
+
+
+send_email_task = task(name="send-email", retry_condition_fn=_worth_retrying_email, **_IO)(pipeline.send_email)
 # The reconcile job raises on any mismatch; bad data does not improve on a retry.
 reconcile_task = task(name="reconcile", task_run_name="reconcile-{date}", retries=0,
                       cache_policy=NO_CACHE)(pipeline.reconcile)  # fmt: skip
@@ -138,14 +150,19 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
         dates = dates_to_ingest_task(settings, date, distributions)
     with ExitStack() as date_locks, ExitStack() as writes:
         with run.stage("ingest"):  # waiting for (or failing on) another run's date lock shows here
-            date_locks.enter_context(locks.date_locks(
+            held = date_locks.enter_context(locks.date_locks(
                 settings, dates, flow_run_id(), on_wait=lambda text: run.event("warning", detail=text)))  # fmt: skip
             writes.enter_context(warehouse_writes())
-            ingested = {d.isoformat(): ingest_task(settings, d, distributions) for d in dates}
+            ingested = {}
+            for d in dates:
+                held.check()  # a run that lost a date's lock stops before its next write or e-mail
+                ingested[d.isoformat()] = ingest_task(settings, d, distributions)
         with run.stage("compact"):
             for d in dates:
+                held.check()
                 compact_task(settings, d, distributions)
         with run.stage("aggregate"):
+            held.check()
             aggregate_task(settings, date, distributions, dates)
             catalog = catalog_task(settings)
         writes.close()  # the date locks stay: reconcile checks what this run wrote, the e-mail is once per date
@@ -153,8 +170,10 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
             reconciled = {d.isoformat(): reconcile_task(settings, d, distributions) for d in dates}
         with run.stage("report"):
             crosscheck = crosscheck_task(settings, date, distributions)
+            held.check()
             report = build_report_task(settings, date, distributions, crosscheck)
         with run.stage("email"):
+            held.check()
             email = send_email_task(settings, date, distributions, resend_email, crosscheck)
     figures = report["summary"]
     return {

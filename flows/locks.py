@@ -9,11 +9,11 @@ every writer of that warehouse sees it:
 - local warehouse: `<warehouse>/_cdnlake_locks/<name>.lock`, held with `flock(2)`. The kernel drops
   the lock when the holder exits, even on SIGKILL, so a local lock is never stale. The file holds
   the owner (host, pid, run id, start time) while locked, for the message of the run that waits.
-- S3 warehouse: the object `<warehouse>/_cdnlake_locks/<name>.lock`, created with a conditional put
-  (`If-None-Match: *`: only one writer can create it) and holding the owner as JSON; deleted on
-  release. The holder rewrites it (`If-Match` its ETag) every `stale/4` seconds; a lock whose
-  heartbeat is older than CDNLAKE_LOCK_STALE_SECONDS (a run that died) is deleted by the next run
-  (`If-Match` the ETag it judged stale, so two waiters cannot both break it) and taken over.
+- S3 warehouse: the object `<warehouse>/_cdnlake_locks/<name>.lock` in the warehouse's store
+  (cdnlake/storage.py), holding the owner as JSON: see StoreLock. Conditional writes only (create
+  if absent, replace if unchanged), never a delete; a lock not refreshed for
+  CDNLAKE_LOCK_STALE_SECONDS by the store's clock (a run that died) is taken over by the next run.
+  A run that loses its lock stops before its next write or e-mail (LockLostError).
 
 How long a second run waits is CDNLAKE_LOCK_WAIT_SECONDS; then it fails with LockBusyError naming
 the date, the holder and the lock's location.
@@ -35,8 +35,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from cdnlake.storage import Conflict, Store, is_s3
 from flows import aws
 from flows.settings import Settings
 
@@ -93,6 +94,8 @@ class Lock(Protocol):
 
     def try_acquire(self, owner: Owner) -> bool: ...
 
+    def check(self) -> None: ...
+
     def holder(self) -> Owner | None: ...
 
     def release(self) -> None: ...
@@ -130,6 +133,9 @@ class FileLock:
         except OSError:
             return None
 
+    def check(self) -> None:
+        """An flock is held until this process lets go or dies: it cannot be lost meanwhile."""
+
     def release(self) -> None:
         if self._fd is None:
             return
@@ -141,103 +147,133 @@ class FileLock:
             os.close(fd)
 
 
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
+class LockLostError(RuntimeError):
+    """This run no longer holds a date's lock (heartbeat failed past the stale time, or taken
+    over): it must stop before it writes or e-mails anything."""
 
 
-_CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
-_GONE = ("NoSuchKey", "404", "NotFound")
+_RELEASED = "released"
 
 
-class S3Lock:
-    """An S3 object created with If-None-Match: * (one creator wins), heartbeat, stale expiry."""
+def _is_released(data: bytes) -> bool:
+    try:
+        return bool(json.loads(data.decode()).get("state") == _RELEASED)
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return False  # unreadable: treated as held (and taken over once stale)
 
-    def __init__(self, client: Any, bucket: str, key: str, stale_seconds: float,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
-        self.client = client
-        self.bucket = bucket
-        self.key = key
-        self.location = f"s3://{bucket}/{key}"
+
+class StoreLock:
+    """A lock object in the warehouse's store (S3): created if absent, kept fresh, never deleted.
+
+    - Taking it: a conditional create (`If-None-Match: *`), or a conditional replace (`If-Match`
+      the version read) of a released or stale lock: of two runs exactly one wins.
+    - Staleness: the age of the object by the store's own clock (its `Date` minus the object's
+      Last-Modified), so the holder's and the waiter's clocks need not agree; a store without a
+      Date header falls back to the waiter's monotonic clock watching the version not change.
+    - Heartbeat: the holder replaces the object (`If-Match` its version) every stale/4 seconds. A
+      conflict (taken over) or no successful beat for the stale time marks the lock lost;
+      `check()` then raises LockLostError, and the run stops before its next write or e-mail.
+    - Release: a conditional replace with a "released" marker, never a DELETE: S3-compatible
+      stores that ignore `If-Match` on DELETE would let a late release remove a lock that
+      another run took over meanwhile.
+    """
+
+    def __init__(self, store: Store, key: str, stale_seconds: float,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.store, self.key = store, key
+        self.location = store.uri(key)
         self.stale_seconds = stale_seconds
         self.stale_hint = f"a lock whose run died expires {stale_seconds:g} s after its last heartbeat"
-        self.clock = clock
+        self.monotonic = monotonic
         self._owner: Owner | None = None
-        self._etag: str | None = None
+        self._version: str | None = None
+        self._last_beat = 0.0
+        self._lost: str | None = None
+        self._seen: tuple[str, float] | None = None  # (version, first seen): the fallback clock
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
         self._guard = threading.Lock()
 
-    def _put(self, owner: Owner, **condition: str) -> str:
-        response = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=owner.to_bytes(),
-                                          ContentType="application/json", **condition)  # fmt: skip
-        return str(response["ETag"])
+    def _payload(self, owner: Owner, state: str = "held") -> bytes:
+        record = asdict(owner) | {"state": state, "nonce": uuid.uuid4().hex}  # a new version per write
+        return json.dumps(record, sort_keys=True).encode()
 
-    def _read(self) -> tuple[Owner | None, str | None, float | None]:
-        """(owner, ETag, last modified epoch) of the lock object, or Nones when there is none."""
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self.key)
-        except Exception as exc:
-            if _error_code(exc) in _GONE:
-                return None, None, None
-            raise
-        modified = response.get("LastModified")
-        return (Owner.parse(response["Body"].read()), str(response["ETag"]),
-                modified.timestamp() if modified else None)  # fmt: skip
+    def _is_stale(self, version: str) -> bool:
+        age = self.store.age(self.key)
+        if age is None:
+            now = self.monotonic()
+            if self._seen is None or self._seen[0] != version:
+                self._seen = (version, now)
+            age = now - self._seen[1]
+        return age > self.stale_seconds
 
-    def _break_if_stale(self) -> bool:
-        owner, etag, modified = self._read()
-        if etag is None:
-            return True  # released meanwhile: try again at once
-        beat = _epoch(owner.heartbeat) if owner else modified
-        age = self.clock() - beat if beat is not None else 0.0
-        if age <= self.stale_seconds:
-            return False
-        who = owner.describe() if owner else "an unreadable lock"
-        log.warning("breaking the stale lock %s of %s: no heartbeat for %.0f s (CDNLAKE_LOCK_STALE_SECONDS=%g)",
-                    self.location, who, age, self.stale_seconds)  # fmt: skip
+    def _take_over(self, owner: Owner) -> str | None:
+        """The new version if the existing lock is released or stale and we replaced it first."""
+        found = self.store.read_versioned(self.key)
+        if found is None:
+            return None  # gone (removed by hand): the next attempt creates it
+        data, version = found
+        released = _is_released(data)
+        if not released and not self._is_stale(version):
+            return None
+        if not released:
+            holder = Owner.parse(data)
+            who = holder.describe() if holder else "an unreadable lock"
+            log.warning("taking over the stale lock %s of %s: not refreshed for over %g s "
+                        "(CDNLAKE_LOCK_STALE_SECONDS)", self.location, who, self.stale_seconds)  # fmt: skip
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=etag)
-        except Exception as exc:
-            if _error_code(exc) not in _CONFLICT + _GONE:
-                raise
-        return True
+            return self.store.replace(self.key, self._payload(owner), version)
+        except Conflict:
+            return None
 
     def try_acquire(self, owner: Owner) -> bool:
-        for _ in range(2):  # a second attempt right after breaking a stale lock
-            try:
-                self._etag = self._put(owner, IfNoneMatch="*")
-            except Exception as exc:
-                if _error_code(exc) not in _CONFLICT:
-                    raise
-                if not self._break_if_stale():
-                    return False
-                continue
-            self._owner = owner
-            self._stop.clear()
-            self._beat = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat {self.key}", daemon=True)
-            self._beat.start()
-            return True
-        return False
+        try:
+            version: str | None = self.store.create(self.key, self._payload(owner))
+        except Conflict:
+            version = self._take_over(owner)
+        if version is None:
+            return False
+        with self._guard:
+            self._owner, self._version, self._lost = owner, version, None
+            self._last_beat = self.monotonic()
+        self._stop.clear()
+        self._beat = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat {self.key}", daemon=True)
+        self._beat.start()
+        return True
 
     def _heartbeat(self) -> None:
-        interval = max(1.0, self.stale_seconds / 4)
+        interval = max(0.5, self.stale_seconds / 4)
         while not self._stop.wait(interval):
             with self._guard:
-                if self._owner is None or self._etag is None:
+                if self._owner is None or self._version is None or self._lost:
                     return
                 owner = replace(self._owner, heartbeat=_utc_now())
                 try:
-                    self._etag = self._put(owner, IfMatch=self._etag)
-                    self._owner = owner
-                except Exception as exc:
-                    # Taken over as stale (a pause longer than the expiry) or S3 unreachable.
-                    log.error("lost or could not refresh the lock %s: %s: %s", self.location, type(exc).__name__, exc)
-                    if _error_code(exc) in _CONFLICT + _GONE:
-                        return
+                    self._version = self.store.replace(self.key, self._payload(owner), self._version)
+                    self._owner, self._last_beat = owner, self.monotonic()
+                except Conflict:
+                    self._lost = "another run took it over"
+                except Exception as exc:  # the store unreachable: lost only once past the stale time
+                    log.error("could not refresh the lock %s: %s: %s", self.location, type(exc).__name__, exc)
+                if self._lost:
+                    log.error("lost the lock %s: %s", self.location, self._lost)
+                    return
+
+    def check(self) -> None:
+        """Raise LockLostError unless this run still holds the lock."""
+        with self._guard:
+            if not self._lost and self.monotonic() - self._last_beat > self.stale_seconds:
+                self._lost = f"no successful heartbeat for over {self.stale_seconds:g} s"
+            lost = self._lost
+        if lost:
+            raise LockLostError(f"lost the lock {self.location} ({lost}); stopping before writing or e-mailing. "
+                                "Re-run the date once the other run has finished")  # fmt: skip
 
     def holder(self) -> Owner | None:
-        return self._read()[0]
+        data = self.store.read(self.key)
+        if not data or _is_released(data):
+            return None
+        return Owner.parse(data)
 
     def release(self) -> None:
         self._stop.set()
@@ -245,28 +281,26 @@ class S3Lock:
             self._beat.join(timeout=30)
             self._beat = None
         with self._guard:
-            etag, self._etag, self._owner = self._etag, None, None
-        if etag is None:
+            owner, version, lost = self._owner, self._version, self._lost
+            self._owner = self._version = None
+        if owner is None or version is None or lost:
             return
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=etag)
-        except Exception as exc:
-            if _error_code(exc) not in _CONFLICT + _GONE:  # not ours any more: nothing to delete
-                raise
+            self.store.replace(self.key, self._payload(owner, _RELEASED), version)
+        except Conflict:  # not ours any more: leave it to its new holder
+            log.warning("the lock %s was taken over before this run released it", self.location)
 
 
-def lock_for(settings: Settings, name: str, s3_client: Any = None) -> FileLock | S3Lock:
+def lock_for(settings: Settings, name: str, store: Store | None = None) -> FileLock | StoreLock:
     """The lock `name` (e.g. a date) of the settings' warehouse."""
     warehouse = settings.warehouse.rstrip("/")
-    if warehouse.startswith(("s3://", "s3a://")):
-        bucket, _, prefix = warehouse.split("://", 1)[1].partition("/")
-        key = "/".join(p for p in (prefix.strip("/"), LOCK_DIR, f"{name}.lock") if p)
-        client = s3_client if s3_client is not None else aws.s3_client(settings)  # the tables' S3
-        return S3Lock(client, bucket, key, settings.lock_stale_seconds)
+    if is_s3(warehouse):
+        store = store if store is not None else aws.store(settings, warehouse)  # the tables' S3
+        return StoreLock(store, f"{LOCK_DIR}/{name}.lock", settings.lock_stale_seconds)
     return FileLock(Path(warehouse.removeprefix("file://")) / LOCK_DIR / f"{name}.lock")
 
 
-def acquire(lock: FileLock | S3Lock, owner: Owner, what: str, deadline: float, wait_seconds: float,
+def acquire(lock: FileLock | StoreLock, owner: Owner, what: str, deadline: float, wait_seconds: float,
             on_wait: Callable[[str], None] | None = None) -> None:  # fmt: skip
     """Take `lock` or raise LockBusyError once `deadline` (time.monotonic) has passed."""
     announced = False
@@ -290,24 +324,39 @@ def acquire(lock: FileLock | S3Lock, owner: Owner, what: str, deadline: float, w
         poll = min(poll * 2, _MAX_POLL_S)
 
 
+class HeldLocks(list[str]):
+    """The locations of the locks a run holds; `check()` before each write or e-mail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.locks: list[FileLock | StoreLock] = []
+
+    def check(self) -> None:
+        for lock in self.locks:
+            lock.check()
+
+
 @contextlib.contextmanager
 def date_locks(settings: Settings, dates: Iterable[dt.date], run_id: str | None = None,
-               on_wait: Callable[[str], None] | None = None, s3_client: Any = None) -> Iterator[list[str]]:  # fmt: skip
+               on_wait: Callable[[str], None] | None = None,
+               store: Store | None = None) -> Iterator[HeldLocks]:  # fmt: skip
     """Hold the locks of `dates` (taken in date order, so two runs never wait for each other).
 
-    Waits up to settings.lock_wait_seconds in all; yields the locks' locations.
+    Waits up to settings.lock_wait_seconds in all; yields the locks' locations (HeldLocks).
     """
     wait = settings.lock_wait_seconds
     deadline = time.monotonic() + wait
     owner = Owner.current(run_id)
-    with contextlib.ExitStack() as held:
-        locations = []
+    with contextlib.ExitStack() as stack:
+        held = HeldLocks()
         for day in sorted(set(dates)):
-            lock = lock_for(settings, day.isoformat(), s3_client)
+            lock = lock_for(settings, day.isoformat(), store)
             acquire(lock, owner, f"date {day.isoformat()}", deadline, wait, on_wait)
-            held.callback(lock.release)
-            locations.append(lock.location)
-        yield locations
+            stack.callback(lock.release)
+            held.append(lock.location)
+            held.locks.append(lock)
+        yield held
 
 
-__all__ = ["FileLock", "LockBusyError", "Owner", "S3Lock", "acquire", "date_locks", "lock_for"]
+__all__ = ["FileLock", "HeldLocks", "LockBusyError", "LockLostError", "Owner", "StoreLock", "acquire", "date_locks",
+           "lock_for"]  # fmt: skip

@@ -38,6 +38,7 @@ import pytest
 from deltalake import DeltaTable
 from moto import mock_aws
 
+from cdnlake.storage import S3Store
 from flows import daily, locks, pipeline
 from flows.demo import generate_days
 from flows.notify import FanoutNotifier, ProgressEvent
@@ -240,8 +241,9 @@ def test_lock_locations_follow_the_warehouse(tmp_path: Path) -> None:
     assert isinstance(local, locks.FileLock) and local.path == tmp_path / "wh" / "_cdnlake_locks" / "2024-06-09.lock"
     with mock_aws():
         remote = locks.lock_for(lock_settings("s3a://bucket/lake/wh", s3_endpoint="http://127.0.0.1:9000"), "x")
-        assert isinstance(remote, locks.S3Lock) and remote.location == "s3://bucket/lake/wh/_cdnlake_locks/x.lock"
-        assert remote.client.meta.endpoint_url == "http://127.0.0.1:9000"  # CDNLAKE_S3_ENDPOINT, as for s3a
+        assert isinstance(remote, locks.StoreLock) and remote.location == "s3://bucket/lake/wh/_cdnlake_locks/x.lock"
+        assert isinstance(remote.store, S3Store)
+        assert remote.store.client.meta.endpoint_url == "http://127.0.0.1:9000"  # CDNLAKE_S3_ENDPOINT, as for s3a
         assert locks.lock_for(lock_settings("s3://bucket"), "x").location == "s3://bucket/_cdnlake_locks/x.lock"
 
 
@@ -295,18 +297,19 @@ def s3_warehouse() -> Iterator[tuple[Any, str]]:
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket="cdnlake-locks")
-        yield client, "s3://cdnlake-locks/prod/warehouse"
+        yield S3Store(client, "s3://cdnlake-locks/prod/warehouse"), "s3://cdnlake-locks/prod/warehouse"
 
 
 S3_KEY = f"prod/warehouse/_cdnlake_locks/{D}.lock"
 
 
 def test_s3_lock_fails_fast_then_waits_for_the_holder(s3_warehouse: tuple[Any, str]) -> None:
-    client, warehouse = s3_warehouse
+    store, warehouse = s3_warehouse
+    client = store.client
     let_go, held = threading.Event(), threading.Event()
 
     def first() -> None:
-        with locks.date_locks(lock_settings(warehouse), [D], run_id="first-run", s3_client=client):
+        with locks.date_locks(lock_settings(warehouse), [D], run_id="first-run", store=store):
             held.set()
             let_go.wait(60)
 
@@ -317,7 +320,7 @@ def test_s3_lock_fails_fast_then_waits_for_the_holder(s3_warehouse: tuple[Any, s
         stored = json.loads(client.get_object(Bucket="cdnlake-locks", Key=S3_KEY)["Body"].read())
         assert stored["run_id"] == "first-run" and stored["pid"] == os.getpid() and stored["host"]
         at_once = lock_settings(warehouse, lock_wait_seconds=0)
-        with pytest.raises(locks.LockBusyError) as failure, locks.date_locks(at_once, [D], s3_client=client):
+        with pytest.raises(locks.LockBusyError) as failure, locks.date_locks(at_once, [D], store=store):
             pytest.fail("the lock was taken twice")
         text = str(failure.value)
         assert f"date {D} is locked by run first-run on host" in text
@@ -330,32 +333,43 @@ def test_s3_lock_fails_fast_then_waits_for_the_holder(s3_warehouse: tuple[Any, s
             threading.Timer(1.0, let_go.set).start()
 
         with locks.date_locks(lock_settings(warehouse, lock_wait_seconds=60), [D], run_id="second-run",
-                              on_wait=on_wait, s3_client=client):  # fmt: skip
+                              on_wait=on_wait, store=store):  # fmt: skip
             assert let_go.is_set() and waiting and "first-run" in waiting[0]
             stored = json.loads(client.get_object(Bucket="cdnlake-locks", Key=S3_KEY)["Body"].read())
             assert stored["run_id"] == "second-run"
-        assert client.list_objects_v2(Bucket="cdnlake-locks").get("KeyCount") == 0  # deleted on release
+        released = json.loads(client.get_object(Bucket="cdnlake-locks", Key=S3_KEY)["Body"].read())
+        assert released["state"] == "released" and released["run_id"] == "second-run"  # marked, never deleted
     finally:
         let_go.set()
         thread.join(30)
 
 
+class AgedStore(S3Store):
+    """The store's own clock says how old the lock object is (moto's in-process mock sends no Date)."""
+
+    age_s: float = 3600.0
+
+    def age(self, key: str) -> float | None:
+        return self.age_s
+
+
 def test_s3_lock_of_a_dead_run_expires_and_a_live_one_does_not(s3_warehouse: tuple[Any, str]) -> None:
-    client, warehouse = s3_warehouse
-    hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    dead = locks.Owner("gone-host", 4242, "dead-run", hour_ago, hour_ago)
+    store, warehouse = s3_warehouse
+    client = store.client
+    dead = locks.Owner("gone-host", 4242, "dead-run", "2024-06-09T00:00:00Z", "2024-06-09T00:00:00Z")
     client.put_object(Bucket="cdnlake-locks", Key=S3_KEY, Body=dead.to_bytes())
     settings = lock_settings(warehouse, lock_wait_seconds=0, lock_stale_seconds=600)
-    with locks.date_locks(settings, [D], run_id="new-run", s3_client=client):  # broken: no heartbeat for 1 h
+    aged = AgedStore(client, warehouse)
+    with locks.date_locks(settings, [D], run_id="new-run", store=aged):  # taken over: not written for 1 h
         stored = json.loads(client.get_object(Bucket="cdnlake-locks", Key=S3_KEY)["Body"].read())
         assert stored["run_id"] == "new-run"
 
     # A live holder refreshes its lock (every stale/4 s), so a run that only waits never breaks it.
-    live = locks.S3Lock(client, "cdnlake-locks", S3_KEY, stale_seconds=2)
+    live = locks.StoreLock(store, "_cdnlake_locks/2024-06-09.lock", stale_seconds=2)
     assert live.try_acquire(locks.Owner.current("live-run"))
     try:
         time.sleep(3.5)  # longer than the expiry: only the heartbeats keep it fresh
-        other = locks.S3Lock(client, "cdnlake-locks", S3_KEY, stale_seconds=2)
+        other = locks.StoreLock(store, "_cdnlake_locks/2024-06-09.lock", stale_seconds=2)
         assert not other.try_acquire(locks.Owner.current("other-run"))
         holder = other.holder()
         assert holder is not None and holder.run_id == "live-run" and holder.heartbeat > holder.started
