@@ -75,7 +75,7 @@ def head_bytes(uri: str, s3_client: object | None = None, size: int = _PEEK_BYTE
         return handle.read(size)
 
 
-def peek_lines(path: str, limit: int = 20, s3_client: object | None = None) -> list[str]:
+def peek_lines(path: str, limit: int = 50, s3_client: object | None = None) -> list[str]:
     """The first lines of a gz file; [] when it cannot be read (the ingest records why).
 
     The last line may be cut by the peek: callers drop it. A UTF-8 BOM and CRLF endings are removed.
