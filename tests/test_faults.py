@@ -567,3 +567,37 @@ def test_three_reruns_give_identical_tables_and_statistics(
             assert later[table][0] > version, f"{table} was not rewritten"  # ... that rewrote every table
             assert later[table][1] == rows, f"{table} differs between re-runs"
     assert len(first["cdn_logs"][1]) == generated[D].valid_lines
+
+
+def test_a_run_that_loses_its_lock_stops_before_writing_or_emailing(
+    flow_fakes: FlowFakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The S3 lock is taken over while ingest runs (this run paused past the stale time): the
+    heartbeat sees it, and the run stops at the next stage instead of writing and e-mailing."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    emails: list[str] = []
+    def email(settings: Settings, date: dt.date, distributions: Any, resend: bool, crosscheck: Any = None) -> None:
+        emails.append(str(date))
+
+    monkeypatch.setattr(daily.send_email_task, "fn", email)
+    compacted: list[str] = []
+    monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: compacted.append(str(date)))
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="cdnlake-lost")
+        key = f"warehouse/_cdnlake_locks/{D}.lock"
+
+        def ingest_while_taken_over(settings: Settings, date: dt.date, distributions: list[str] | None) -> Any:
+            s3.put_object(Bucket="cdnlake-lost", Key=key, Body=json.dumps({"run_id": "other", "state": "held"}))
+            time.sleep(4.0)  # more than one heartbeat (stale 10 s / 4)
+            return flow_fakes.ingest(settings, date, distributions)
+
+        monkeypatch.setattr(daily.ingest_task, "fn", ingest_while_taken_over)
+        settings = lock_settings("s3://cdnlake-lost/warehouse", lock_stale_seconds=10, lock_wait_seconds=0)
+        with pytest.raises(locks.LockLostError, match="another run took it over"):
+            run_flow(daily.cdn_daily, settings, date=D)
+        assert json.loads(s3.get_object(Bucket="cdnlake-lost", Key=key)["Body"].read())["run_id"] == "other"
+    failed = flow_fakes.events[-1]
+    assert (failed.kind, failed.stage) == ("failed", "compact")
+    assert compacted == [] and emails == []  # nothing written after the loss, no e-mail
