@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flows.settings import Settings, load_settings
+from cdnlake.settings import Settings, load_settings
 
 _installed: list[Settings] = []
 _guard = threading.Lock()

@@ -8,14 +8,15 @@ from typing import Any
 from prefect import flow, task
 
 from cdnlake.run_settings import current_settings
-from flows.settings import Settings
+from cdnlake.settings import Settings
+from spark_jobs.contract import default_date
 
 WEEK = 7
 
 
 @task(retries=2, retry_delay_seconds=30)
 def analyze_week(settings: Settings, start: dt.date, end: dt.date) -> dict[str, Any]:
-    from flows.misses import analyze_misses
+    from cdnlake.misses import analyze_misses
 
     return analyze_misses(settings, start, end, list(settings.distributions) or None)
 
@@ -27,7 +28,7 @@ def cdn_weekly_misses(end: dt.date | None = None) -> dict[str, Any]:
     Settings come from the run's environment (cdnlake/run_settings.py), never from a parameter.
     """
     settings = current_settings()
-    end = end or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    end = end or default_date(settings.report_tz)
     start = end - dt.timedelta(days=WEEK - 1)
     result = analyze_week(settings, start, end)
     try:

@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs.params import IngestParams
 from spark_jobs.privacy import IP_MODES, PrivacyOptions
 from spark_jobs.raw_reader import read_binary_batches
 from spark_jobs.schema import (
@@ -40,13 +41,14 @@ CDN_LOGS_PROPERTIES = {
 }
 
 # The IP hash key never travels on a command line (a Spark conf would be on the JVM's argv, seen
-# by `ps`): the in-process runner sets `args.ip_hash_key` after parsing; a Kubernetes driver gets
-# this variable from the Secret (secretKeyRef). The hashing closure carries it to the executors.
+# by `ps`), nor in IngestParams (to_argv): the in-process runner passes it to run() directly; a
+# Kubernetes driver gets this variable from the Secret (secretKeyRef) and run() reads it here.
+# The hashing closure carries it to the executors.
 HASH_KEY_ENV = "CDNLAKE_IP_HASH_KEY"
 
 
-def privacy_options(spark: SparkSession, args: argparse.Namespace) -> PrivacyOptions:
-    key = getattr(args, "ip_hash_key", "") or os.environ.get(HASH_KEY_ENV, "")
+def privacy_options(args: IngestParams, ip_hash_key: str = "") -> PrivacyOptions:
+    key = ip_hash_key or os.environ.get(HASH_KEY_ENV, "")
     return PrivacyOptions(ip_mode=args.anonymize_ip, hash_key=key.encode(), keep_cookies=args.keep_cookies)
 
 
@@ -228,8 +230,11 @@ def write_cdn_logs(spark: SparkSession, staged_lines: DataFrame, warehouse: str,
     write_partitions(logs, table_path(warehouse, "cdn_logs"), predicate)
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
-    """Ingest args.date; returns per-distribution accounting (lines read = loaded + rejected)."""
+def run(spark: SparkSession, args: IngestParams, ip_hash_key: str = "") -> dict[str, Any]:
+    """Ingest args.date; returns per-distribution accounting (lines read = loaded + rejected).
+
+    `ip_hash_key`: the key for CDNLAKE_ANONYMIZE_IP=hash (else the CDNLAKE_IP_HASH_KEY variable).
+    """
     started = time.monotonic()
     date: dt.date = args.date
     run_id = args.run_id or uuid.uuid4().hex[:12]
@@ -250,7 +255,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     # The parsed day is read five times. On local disk, not in the heap: kept in memory it ran the
     # JVM out of a 3 GiB heap at 8M lines (the day grows, the executors do not); on disk the
     # 2M-line ingest took 8% longer and its peak memory fell from 4.4 to 2.9 GiB (bench/RESULTS.md).
-    staged = read_raw_lines(spark, files, privacy_options(spark, args)).persist(StorageLevel.DISK_ONLY)
+    staged = read_raw_lines(spark, files, privacy_options(args, ip_hash_key)).persist(StorageLevel.DISK_ONLY)
     repeated: DataFrame | None = None
     try:
         # The first action parses every file into the cache and yields each file's accounting.
@@ -310,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    job_args.run_main(build_parser(), run, argv)
+    job_args.run_main(build_parser(), run, argv, IngestParams)
 
 
 if __name__ == "__main__":

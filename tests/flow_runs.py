@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdnlake.run_settings import use_settings
-from flows.settings import Settings
+from cdnlake.settings import Settings
 
 
 def run_flow(flow: Any, settings: Settings, **parameters: Any) -> Any:

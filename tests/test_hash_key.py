@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from flows import runner as runner_module
+from cdnlake.runners import local as runner_module
+from spark_jobs.params import IngestParams
 from tests.samples import write_gz
 
 KEY = "local-hash-key-" + "qz7xk9"  # assembled, so no file holds the whole value
@@ -20,6 +21,7 @@ FIELDS = ("date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-ste
           "cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header "
           "cs-protocol cs-bytes time-taken")  # fmt: skip
 IPS = ("192.0.2.10", "2001:db8::7")
+D = dt.date(2024, 6, 9)
 
 
 def line(ip: str, n: int) -> str:
@@ -42,8 +44,8 @@ def test_local_ingest_hashes_with_the_key_that_is_on_no_command_line(spark: Any,
              ["#Version: 1.0", f"#Fields: {FIELDS}"] + [line(ip, i) for i, ip in enumerate(IPS)])  # fmt: skip
     runner = runner_module.InProcessRunner("local[2]", ip_hash_key=KEY)
     runner._spark = spark  # the session of the tests (started without the key, as the real one is)
-    result = runner.run_job("ingest", ["--date", "2024-06-09", "--source", str(tmp_path / "landing"),
-                                       "--warehouse", str(tmp_path / "wh"), "--anonymize-ip", "hash"])  # fmt: skip
+    result = runner.run_job(IngestParams(date=D, source=str(tmp_path / "landing"), warehouse=str(tmp_path / "wh"),
+                                         anonymize_ip="hash"))  # fmt: skip
     assert result["loaded"] == 2
     stored = set(DeltaTable(str(tmp_path / "wh" / "cdn_logs")).to_pandas(columns=["c_ip"])["c_ip"])
     assert stored == {hmac.new(KEY.encode(), ip.encode(), hashlib.sha256).hexdigest()[:32] for ip in IPS}
@@ -57,5 +59,5 @@ def test_without_the_key_the_ingest_refuses_to_hash(spark: Any, tmp_path: Path) 
     runner = runner_module.InProcessRunner("local[2]")
     runner._spark = spark
     with pytest.raises(ValueError, match="CDNLAKE_IP_HASH_KEY"):
-        runner.run_job("ingest", ["--date", str(dt.date(2024, 6, 9)), "--source", str(tmp_path / "landing"),
-                                  "--warehouse", str(tmp_path / "wh"), "--anonymize-ip", "hash"])  # fmt: skip
+        runner.run_job(IngestParams(date=D, source=str(tmp_path / "landing"), warehouse=str(tmp_path / "wh"),
+                                    anonymize_ip="hash"))  # fmt: skip

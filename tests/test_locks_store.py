@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from cdnlake import locks
 from cdnlake.storage import Conflict, LocalStore, S3Store, Store
-from flows import locks
 from tests.moto_endpoint import client, moto_endpoint
 
 KEY = "_cdnlake_locks/2024-06-09.lock"

@@ -33,9 +33,9 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 from bench.duckdb_reference import hourly_statistics
+from cdnlake.demo import generate_days
+from cdnlake.runners import local as runner_module
 from flows import daily
-from flows import runner as runner_module
-from flows.demo import generate_days
 from tests.moto_endpoint import FAKE_KEYS, client, moto_endpoint
 
 D = dt.date(2024, 6, 9)

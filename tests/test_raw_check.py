@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import pipeline
-from flows.settings import Settings, load_settings
+from cdnlake import pipeline
+from cdnlake.settings import Settings, load_settings
 from tests.moto_endpoint import FAKE_KEYS, client, moto_endpoint
 from tests.samples import write_gz
 

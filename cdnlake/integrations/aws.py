@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdnlake.report_data import Warehouse
+from cdnlake.settings import Settings
 from cdnlake.storage import Store, is_s3, store_for
-from flows.report_data import Warehouse
-from flows.settings import Settings
 
 
 def s3_client(settings: Settings) -> Any:

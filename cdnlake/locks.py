@@ -37,9 +37,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+from cdnlake.integrations import aws
+from cdnlake.settings import Settings
 from cdnlake.storage import Conflict, Store, is_s3
-from flows import aws
-from flows.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCK_DIR = "_cdnlake_locks"
