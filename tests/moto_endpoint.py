@@ -21,13 +21,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def moto_endpoint() -> Iterator[str]:
-    """The URL of a running moto server (stopped on exit)."""
+def moto_endpoint(*buckets: str) -> Iterator[str]:
+    """The URL of a running moto server (stopped on exit), with `buckets` created."""
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        for bucket in buckets:
+            client("s3", url).create_bucket(Bucket=bucket)
+        yield url
     finally:
         server.stop()
 

@@ -20,8 +20,7 @@ KEY = "_cdnlake_locks/2024-06-09.lock"
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    with moto_endpoint() as url:
-        client("s3", url).create_bucket(Bucket="locks")
+    with moto_endpoint("locks") as url:
         yield url
 
 

@@ -55,24 +55,23 @@ def format_anomalies(settings: Settings) -> list[str]:
     return [a for a in pipeline.check_raw_files(settings, D, None).anomalies if "format change" in a]
 
 
+def settings_where(where: str, files: dict[str, list[str]], tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings whose source holds `files` in a local folder, or the same files on moto's S3."""
+    source = str(day(tmp_path / "landing", files))
+    if where == "local":
+        return settings_for(source, tmp_path)
+    endpoint = request.getfixturevalue("s3")
+    return settings_for(on_s3(endpoint, Path(source), tmp_path.name), tmp_path, endpoint)
+
+
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_a_few_malformed_lines_are_no_alarm(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    source = str(day(tmp_path / "landing", TOLERATED))
-    endpoint = ""
-    if where == "s3":
-        endpoint = request.getfixturevalue("s3")
-        source = on_s3(endpoint, Path(source), "tolerated")
-    assert format_anomalies(settings_for(source, tmp_path, endpoint)) == []
+    assert format_anomalies(settings_where(where, TOLERATED, tmp_path, request)) == []
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_a_format_change_of_the_day_is_an_alarm(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    source = str(day(tmp_path / "landing", CHANGED))
-    endpoint = ""
-    if where == "s3":
-        endpoint = request.getfixturevalue("s3")
-        source = on_s3(endpoint, Path(source), "changed")
-    (alarm,) = format_anomalies(settings_for(source, tmp_path, endpoint))
+    (alarm,) = format_anomalies(settings_where(where, CHANGED, tmp_path, request))
     assert alarm.startswith(f"format change? 19 of 25 sampled lines of {D} (3 files) do not fit their #Fields header")
     assert "19 fields, header declares 33" in alarm
 
