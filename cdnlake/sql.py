@@ -31,6 +31,9 @@ _READ_ONLY_COMMANDS = frozenset({
     "DescribeRelation", "DescribeColumn", "DescribeFunction", "DescribeNamespace", "ExplainCommand",
 })  # fmt: skip
 _JVM_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect"})
+# Writes that the parser does not represent as a Command (INSERT is a parsed statement).
+_WRITE_PREFIXES = ("InsertInto", "AppendData", "Overwrite", "ReplaceData", "WriteDelta", "MergeInto",
+                   "DeleteFrom", "UpdateTable", "CreateTable", "ReplaceTable", "Call", "Execute")  # fmt: skip
 _COMMAND = "org.apache.spark.sql.catalyst.plans.logical.Command"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -61,7 +64,8 @@ def _refusal(spark: Any, plan: Any) -> str | None:
     while pending:
         node = pending.pop()
         name = _short(node)
-        if command.isInstance(node) and name not in _READ_ONLY_COMMANDS:
+        writes = name.startswith(_WRITE_PREFIXES) or "Procedure" in name
+        if writes or (command.isInstance(node) and name not in _READ_ONLY_COMMANDS):
             return name
         if name == "ExplainCommand":
             pending.append(node.logicalPlan())
