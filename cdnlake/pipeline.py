@@ -63,25 +63,6 @@ def recent_volume(settings: Settings, date: dt.date, distributions: list[str] | 
     return float(statistics.mean(per_day)) if len(per_day) else None
 
 
-# The format alarm is a rule about the date, not a file (README "Failure modes"): over the first
-# lines of up to SAMPLE_FILES files of the date, at least FORMAT_ALARM_SHARE of the data lines do
-# not fit their file's #Fields header, and at least FORMAT_ALARM_MIN_LINES lines were sampled.
-# A few malformed lines, or a one-line file whose only line is malformed, are rejects at ingest.
-SAMPLE_FILES = 20
-FORMAT_ALARM_SHARE = 0.5
-FORMAT_ALARM_MIN_LINES = 20
-
-
-def format_alarm(date: dt.date, fits: list[sources.FileFit]) -> str | None:
-    """The day-level verdict on the sampled files' column counts: a message, or None when fine."""
-    checked, bad = sum(f.checked for f in fits), sum(f.bad for f in fits)
-    if checked < FORMAT_ALARM_MIN_LINES or bad < FORMAT_ALARM_SHARE * checked:
-        return None
-    worst = max(fits, key=lambda f: f.bad)
-    return (f"format change? {bad} of {checked} sampled lines of {date} ({len(fits)} files) do not fit their "
-            f"#Fields header, e.g. {worst.uri}: {worst.example}")  # fmt: skip
-
-
 def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] | None) -> RawCheck:
     """List the date's raw files and look for trouble before loading: none, a format change, low volume."""
     wanted = set(distributions) if distributions else None
@@ -93,8 +74,8 @@ def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] 
     check = RawCheck(date.isoformat(), len(found), sum(f.size for f in found), per_distro)
     if not found:
         check.anomalies.append(f"no raw log files for {date} under {settings.source}")
-    sample = found[:: max(1, -(-len(found) // SAMPLE_FILES))]  # spread over the day's hours
-    alarm = format_alarm(date, [sources.file_fit(f.uri, client) for f in sample])
+    sample = found[:: max(1, -(-len(found) // sources.SAMPLE_FILES))]  # spread over the day's hours
+    alarm = sources.format_alarm(date, [sources.file_fit(f.uri, client) for f in sample])
     if alarm:
         check.anomalies.append(alarm)
     average = recent_volume(settings, date, distributions)
