@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=1)
     gen.add_argument("--out", type=Path, required=True)
     gen.add_argument("--files-per-hour", type=int, default=4)
+    gen.add_argument("--format", choices=("legacy", "w3c", "json", "parquet"), default="legacy",
+                     help="legacy standard logs, or standard logging v2 deliveries (w3c, json, parquet)")
+    gen.add_argument("--hive", action="store_true", help="v2 keys with Hive-style partitions (name=value)")
 
     ingest = sub.add_parser("ingest", help="load one UTC date of raw logs into cdn_logs")
     ingest.add_argument("--date", type=iso_date, default=None)
@@ -116,7 +119,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     result = generate_logs(
         args.date, args.distributions, args.rows, args.seed, args.out,
-        files_per_hour=args.files_per_hour, progress=sys.stderr.isatty(),
+        files_per_hour=args.files_per_hour, progress=sys.stderr.isatty(), fmt=args.format, hive=args.hive,
     )  # fmt: skip
     print(f"wrote {len(result.files)} files, {result.lines_written:,} lines "
           f"({result.malformed_lines:,} malformed) for {', '.join(result.distribution_ids)} to {args.out}")  # fmt: skip

@@ -104,7 +104,7 @@ def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] 
 def ingest_date(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
     params = IngestParams(date=date, source=settings.source, warehouse=settings.warehouse,
                           distributions=_ids(distributions), anonymize_ip=settings.anonymize_ip,
-                          keep_cookies=settings.keep_cookies)  # fmt: skip
+                          keep_cookies=settings.keep_cookies, v2_delimiter=settings.v2_delimiter)  # fmt: skip
     return runner_for(settings).run_job(params)
 
 

@@ -140,11 +140,12 @@ def quality(warehouse: str | Warehouse, day: dt.date, tz: str, distributions: li
     }
 
 
-def _viewers(frame: pd.DataFrame, dimension: str) -> pd.DataFrame:
-    if frame.empty:
-        return pd.DataFrame(columns=[dimension, "requests"])
+def _viewers(frame: pd.DataFrame, dimension: str, *extra: str) -> pd.DataFrame:
+    columns = [dimension, "requests", *extra]
+    if frame.empty or any(c not in frame.columns for c in extra):
+        return pd.DataFrame(columns=columns)
     part = frame[frame["dimension"] == dimension].sort_values(["requests", "value"], ascending=[False, True])
-    return part.rename(columns={"value": dimension})[[dimension, "requests"]].reset_index(drop=True)
+    return part.rename(columns={"value": dimension})[columns].reset_index(drop=True)
 
 
 def build_report_data(
@@ -168,5 +169,6 @@ def build_report_data(
         devices=_viewers(viewers, "device_type"),
         os=_viewers(viewers, "os"),
         browsers=_viewers(viewers, "browser"),
+        countries=_viewers(viewers, "country", "bytes"),
         quality=quality(warehouse, day, tz, distributions),
     )

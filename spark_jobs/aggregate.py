@@ -33,7 +33,7 @@ MEASURES: tuple[str, ...] = (
     "bytes_requested", "bytes_missed", "bytes_hit",
 )  # fmt: skip
 ERROR_TYPES = ("LimitExceeded", "CapacityExceeded", "Error")
-TOP_OBJECTS, TOP_REFERRERS, TOP_VIEWERS = 50, 25, 10
+TOP_OBJECTS, TOP_REFERRERS, TOP_VIEWERS, TOP_COUNTRIES = 50, 25, 10, 15
 _TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$")
 # Host of an absolute URL (`scheme://[user@]host[:port]/...`); anything else has no domain.
 _HOST_RE = r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^/?#@]*@)?(\[[^\]/]*\]|[^/?#:]+)"
@@ -149,6 +149,7 @@ _DIMENSIONS: dict[str, tuple[str, int | None]] = {
     "device_type": ("device_type", None),
     "os": ("os", TOP_VIEWERS),
     "browser": ("browser", TOP_VIEWERS),
+    "country": ("c_country", TOP_COUNTRIES),  # standard logging v2 rows only
 }
 _SMALL = [key for name, (key, _) in _DIMENSIONS.items() if name != "object"]
 
@@ -157,9 +158,11 @@ def agg_level1(day: DataFrame) -> DataFrame:
     """One scan and one shuffle of the rows, grouped twice: per (distro, uri) and per combination
     of the five small dimensions (thousands, not millions). Rolling those combinations up later
     costs far less than expanding every row six ways."""
+    if "c_country" not in day.columns:  # a cdn_logs made before standard logging v2 was read
+        day = day.withColumn("c_country", F.lit(None).cast("string"))
     rows = day.select(
         "distro", F.col("cs_uri_stem").alias("uri"), "referrer_domain",
-        F.col("x_edge_location").alias("edge_location"), "device_type", "os", "browser",
+        F.col("x_edge_location").alias("edge_location"), "device_type", "os", "browser", "c_country",
         "sc_bytes", "sc_status", "status_class", "x_edge_result_type", "x_edge_response_result_type",
     )  # fmt: skip
     return rows.groupingSets([["distro", "uri"], _SMALL], "distro", "uri", *_SMALL).agg(
@@ -189,7 +192,8 @@ def agg_small_dimensions(level1: DataFrame) -> DataFrame:
     small = rolled.agg(dimension.alias("dimension"), *[F.sum(m).alias(m) for m in MEASURES]).select(
         "dimension", F.lit(None).cast("string").alias("distro"), F.coalesce(*_SMALL).alias("value"), *MEASURES
     )
-    return small.where((F.col("dimension") != "referrer") | F.col("value").isNotNull())
+    # Requests without a referrer domain or a country (legacy rows) are not listed under them.
+    return small.where(~F.col("dimension").isin("referrer", "country") | F.col("value").isNotNull())
 
 
 def ranked(counts: DataFrame, dimensions: Sequence[str]) -> DataFrame:
@@ -238,8 +242,9 @@ def edge_locations(counts: DataFrame) -> DataFrame:
 
 
 def viewers(counts: DataFrame) -> DataFrame:
-    """All device types, the top OS and browsers: (dimension, rank, value, requests) rows."""
-    return ranked(counts, ("device_type", "os", "browser")).select("dimension", "rank", "value", *_shown("requests"))
+    """All device types, the top OS, browsers and countries: (dimension, rank, value, requests, bytes)."""
+    dimensions = ("device_type", "os", "browser", "country")
+    return ranked(counts, dimensions).select("dimension", "rank", "value", *_shown("requests", "bytes"))
 
 
 # Each top-list table, how it is built and the dimensions it lists.
@@ -247,7 +252,7 @@ TOP_TABLES: dict[str, tuple[Callable[[DataFrame], DataFrame], tuple[str, ...]]] 
     "stats_top_objects": (top_objects, ("object",)),
     "stats_top_referrers": (top_referrers, ("referrer",)),
     "stats_edge_locations": (edge_locations, ("edge_location",)),
-    "stats_viewers": (viewers, ("device_type", "os", "browser")),
+    "stats_viewers": (viewers, ("device_type", "os", "browser", "country")),
 }
 
 
@@ -257,7 +262,8 @@ def with_report_keys(df: DataFrame, date: dt.date, tz: str) -> DataFrame:
 
 def write_replacing(df: DataFrame, path: str, predicate: str, partition: str) -> None:
     """Replace exactly the rows matching `predicate` (a re-run or a late file never duplicates)."""
-    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    # mergeSchema: a table of an earlier version gains new columns (stats_viewers' bytes).
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).option("mergeSchema", "true")
     writer.partitionBy(partition).save(path)
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spark_jobs.contract import DISTRO_RE, location
+from spark_jobs.log_fields import field_delimiter
 
 _TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$")
 
@@ -98,11 +99,13 @@ class IngestParams(JobParams):
     run_id: str | None = None
     anonymize_ip: str = "truncate"
     keep_cookies: bool = False
+    v2_delimiter: str = "tab"  # of standard logging v2 text deliveries; `tab` or one character
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.anonymize_ip not in ("none", "truncate", "hash"):
             raise ValueError(f"anonymize_ip: none, truncate or hash (got {self.anonymize_ip!r})")
+        field_delimiter(self.v2_delimiter)  # raises ValueError naming what is allowed
 
 
 @dataclass(frozen=True)

@@ -202,13 +202,11 @@ class KubernetesRunner:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config()
-        # Pod sizes beyond the executor count are taken from the settings when they define them.
-        opt = settings.__dict__.get
-        driver_memory = str(opt("k8s_driver_memory", settings.spark_driver_memory))
+        # The pod sizes' defaults are the settings' (one set of defaults: cdnlake/settings.py).
         app = AppConfig(
-            driver=PodResources(int(opt("k8s_driver_cores", 1)), driver_memory),
-            executor=PodResources(int(opt("k8s_executor_cores", 2)), str(opt("k8s_executor_memory", "4g"))),
-            max_executors=int(opt("k8s_max_executors", 0)),
+            driver=PodResources(settings.k8s_driver_cores, settings.k8s_driver_memory),
+            executor=PodResources(settings.k8s_executor_cores, settings.k8s_executor_memory),
+            max_executors=settings.k8s_max_executors,
             aws_region=settings.aws_region,
             extra_conf=settings.spark_conf_pairs(),
             hash_key_secret=HASH_KEY_ENV if settings.anonymize_ip == "hash" else "",
