@@ -139,21 +139,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cdnlake.run_settings import use_settings
     from cdnlake.runners.local import start_spark_early
     from flows.daily import cdn_daily, local_prefect
 
     settings = _settings(args)
     start_spark_early(settings)  # the JVM starts while Prefect does
-    with local_prefect(args.verbose):
+    with local_prefect(args.verbose), use_settings(settings):  # the flow's settings: never a parameter
         summary = cdn_daily(
-            date=args.date, distributions=list(settings.distributions) or None,
-            resend_email=args.resend_email, settings=settings,
+            date=args.date, distributions=list(settings.distributions) or None, resend_email=args.resend_email,
         )  # fmt: skip
     _print(summary)
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from cdnlake.run_settings import use_settings
     from flows.daily import cdn_backfill, local_prefect
 
     if args.end < args.start:
@@ -162,10 +163,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     start_spark_early(settings)
-    with local_prefect(args.verbose):
+    with local_prefect(args.verbose), use_settings(settings):
         _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
-                            resend_email=args.resend_email, settings=settings,
-                            concurrency=args.concurrency))  # fmt: skip
+                            resend_email=args.resend_email, concurrency=args.concurrency))  # fmt: skip
     return 0
 
 

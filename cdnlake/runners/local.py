@@ -32,9 +32,11 @@ class InProcessRunner:
 
     _lock = threading.Lock()
 
-    def __init__(self, master: str, driver_memory: str = "4g", extra_conf: dict[str, str] | None = None):
+    def __init__(self, master: str, driver_memory: str = "4g", extra_conf: dict[str, str] | None = None,
+                 ip_hash_key: str = "") -> None:  # fmt: skip
         self.master = master
         self.conf = {"spark.driver.memory": driver_memory, **(extra_conf or {})}
+        self.ip_hash_key = ip_hash_key  # handed to the ingest job in-process: never on a command line
         self._spark: Any = None
 
     def session(self) -> Any:
@@ -68,6 +70,8 @@ class InProcessRunner:
         from py4j.protocol import Py4JJavaError
 
         try:
+            if params.job == "ingest":  # the key goes in-process, never through a command line
+                return job.run(self.session(), params, ip_hash_key=self.ip_hash_key)
             return job.run(self.session(), params)
         except Py4JJavaError as exc:  # Python errors (e.g. a failed reconciliation) pass unchanged
             raise JobFailedError(f"{params.job}: {summarize_spark_error(exc)}") from exc
@@ -93,12 +97,11 @@ def runner_for(settings: Settings) -> SparkRunner:
         raise ValueError(f"CDNLAKE_SPARK_MASTER must be spark://host:port for standalone, got {master!r}")
     key = (settings.spark_runner, master)
     if key not in _RUNNERS:
-        # The hash key travels as Spark conf; Spark redacts "secret" keys in its UI and logs.
-        extra = settings.spark_conf_pairs()
-        if settings.ip_hash_key:
-            extra["spark.cdnlake.ip.hash.secret"] = settings.ip_hash_key
-        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, extra)
-    return _RUNNERS[key]
+        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, settings.spark_conf_pairs())
+    runner = _RUNNERS[key]
+    if isinstance(runner, InProcessRunner):
+        runner.ip_hash_key = settings.ip_hash_key  # the caller's key (the session is shared, the key is not conf)
+    return runner
 
 
 def start_spark_early(settings: Settings) -> threading.Thread | None:
