@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from cdnlake.operations import operations_markdown
 from reporting.insights import day_header
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += _table(["stage", "seconds"], [[stage, f"{secs:.1f}"] for stage, secs in durations.items()])
     if summary.get("anomalies"):
         lines += ["", "## Anomalies", "", *(f"- {a}" for a in summary["anomalies"])]
+    lines += operations_markdown(summary)
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ class SourceFile:
     distro: str
     date: str
     hour: int
+    modified: float | None = None  # seconds since the epoch (S3 LastModified, local mtime)
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -31,7 +32,7 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int]]:
+def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int, float]]:
     if source.startswith(("s3://", "s3a://")):
         bucket, prefix = _split_s3(source)
         if s3_client is None:
@@ -39,7 +40,7 @@ def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int]]:
         paginator = s3_client.get_paginator("list_objects_v2")  # type: ignore[attr-defined]
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                yield f"s3://{bucket}/{obj['Key']}", int(obj["Size"])
+                yield f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), obj["LastModified"].timestamp()
         return
     root = Path(source)
     if not root.is_dir():
@@ -47,7 +48,8 @@ def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int]]:
     for folder, _dirs, names in os.walk(root):
         for name in names:
             path = os.path.join(folder, name)
-            yield path, os.path.getsize(path)
+            stat = os.stat(path)
+            yield path, stat.st_size, stat.st_mtime
 
 
 def list_source(
@@ -56,10 +58,10 @@ def list_source(
     """CloudFront log files under `source` (any depth) whose name's UTC hour is on `dates`."""
     wanted = {d.isoformat() for d in dates}
     found = []
-    for uri, size in _walk(source, s3_client):
+    for uri, size, modified in _walk(source, s3_client):
         parsed = parse_file_name(uri)
         if parsed and parsed[1] in wanted and (not distributions or parsed[0] in distributions):
-            found.append(SourceFile(uri, size, *parsed))
+            found.append(SourceFile(uri, size, *parsed, modified=modified))
     return sorted(found, key=lambda f: f.uri)
 
 

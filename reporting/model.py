@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from reporting.operations import Operations
+
 # Order matters: it is the column order of cdn_statistics.csv (SPEC section 5).
 MEASURES: tuple[str, ...] = (
     "request_count",
@@ -115,6 +117,7 @@ class ReportData:
     browsers: pd.DataFrame = field(default_factory=lambda: _empty(("browser", "requests")))
     quality: dict[str, int] = field(default_factory=dict)
     crosscheck: CrossCheck | None = None  # only when the CloudWatch cross-check is configured
+    ops: Operations | None = None  # alerts, late files, month usage: set by the daily flow
 
     def __post_init__(self) -> None:
         # Fail early with a precise message: a wrong shape would otherwise surface as an
