@@ -62,7 +62,7 @@ def month_usage(day: dt.date, bytes_by_date: Mapping[str, int]) -> MonthUsage:
     return MonthUsage(
         day=day.isoformat(), yesterday_bytes=yesterday, to_date_bytes=to_date,
         estimate_bytes=round(to_date / day.day * days_in_month), days_elapsed=day.day,
-        days_in_month=days_in_month, average_gbps=round(average_gbps(yesterday), 3),
+        days_in_month=days_in_month, average_gbps=average_gbps(yesterday),
     )  # fmt: skip
 
 
