@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -104,3 +105,29 @@ def test_negative_late_days_is_an_error() -> None:
 def test_plan_as_dict_is_json_friendly() -> None:
     plan = IngestPlan("2024-06-09", [D], 2)
     assert plan.as_dict() == {"date": "2024-06-09", "dates": ["2024-06-09"], "late_days": 2, "changes": {}}
+
+
+def test_the_source_listing_gives_modification_times_locally_and_on_s3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import boto3
+    from moto import mock_aws
+
+    from flows.sources import list_source
+
+    local = tmp_path / "E1.2024-06-08-01.abc.gz"
+    local.write_bytes(b"x" * 7)
+    os.utime(local, (MTIME, MTIME))
+    (found,) = list_source(str(tmp_path), {dt.date(2024, 6, 8)})
+    assert (found.size, found.modified) == (7, MTIME)
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)  # a proxy's bundle makes moto's in-process mock answer 404
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="cdnlake-raw")
+        s3.put_object(Bucket="cdnlake-raw", Key="cf/E1.2024-06-08-01.abc.gz", Body=b"x" * 5)
+        stored = s3.head_object(Bucket="cdnlake-raw", Key="cf/E1.2024-06-08-01.abc.gz")["LastModified"]
+        (remote,) = list_source("s3://cdnlake-raw/cf", {dt.date(2024, 6, 8)}, None, s3)
+    assert (remote.uri, remote.size, remote.modified) == ("s3://cdnlake-raw/cf/E1.2024-06-08-01.abc.gz", 5,
+                                                          stored.timestamp())  # fmt: skip
