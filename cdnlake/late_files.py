@@ -20,16 +20,18 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from spark_jobs.contract import REPORT_WINDOW_DAYS
+
 # The listing's mtime and the one ingest recorded come from the same clock but through different
 # APIs (os.stat vs Hadoop's FileStatus, S3 LastModified): they may differ in the sub-second part.
 MTIME_TOLERANCE_S = 2.0
 # Dates of the report window (D-2, D-1) that are ingested when the warehouse has nothing for them
 # yet, whatever CDNLAKE_LATE_DAYS says: the first run on a fresh warehouse reports all 72 hours.
-WINDOW_EARLIER_DAYS = 2
+WINDOW_EARLIER_DAYS = REPORT_WINDOW_DAYS - 1
 
 
 class Listed(Protocol):
-    """What the source listing gives for a file (flows.sources.SourceFile fits)."""
+    """What the source listing gives for a file (cdnlake.sources.SourceFile fits)."""
 
     uri: str
     size: int
@@ -102,6 +104,11 @@ def compare_date(date: str, listed: Iterable[Listed], ingested: pd.DataFrame) ->
     return DateChanges(date, new, changed, removed, loaded_before=loaded, files_before=len(known))
 
 
+def earlier_dates(date: dt.date, late_days: int) -> list[dt.date]:
+    """The dates before D a run compares with the source, oldest first."""
+    return [date - dt.timedelta(days=i) for i in range(max(late_days, WINDOW_EARLIER_DAYS), 0, -1)]
+
+
 def plan_ingest(date: dt.date, late_days: int, listed: Iterable[Listed], ingested: pd.DataFrame) -> IngestPlan:
     """D always; an earlier date of D-`late_days`..D-1 with new or changed files; a date of the report
     window (D-2, D-1) that has files but nothing ingested yet.
@@ -110,8 +117,7 @@ def plan_ingest(date: dt.date, late_days: int, listed: Iterable[Listed], ingeste
     """
     if late_days < 0:
         raise ValueError(f"late_days must be 0 or more (got {late_days})")
-    span = max(late_days, WINDOW_EARLIER_DAYS)
-    earlier = [date - dt.timedelta(days=i) for i in range(span, 0, -1)]
+    earlier = earlier_dates(date, late_days)
     by_date: dict[str, list[Listed]] = {}
     for f in listed:
         by_date.setdefault(f.date, []).append(f)

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from cdnlake import report_data
 from cdnlake.late_files import IngestPlan, describe, lines_added
-from flows import report_data
-from flows.settings import Settings
+from cdnlake.settings import Settings
 from reporting.alerts import HISTORY_DAYS, Alert, Thresholds, traffic_alerts
 from reporting.operations import LateFiles, Operations
 from reporting.usage import month_usage
@@ -67,7 +67,7 @@ def late_files_summary(plan: IngestPlan, ingested: dict[str, dict[str, Any]]) ->
 
 
 class Warner(Protocol):
-    """flows.notify.StageProgress fits: `event("warning", detail=...)` goes to console and Slack."""
+    """cdnlake.notify.StageProgress fits: `event("warning", detail=...)` goes to console and Slack."""
 
     def event(self, kind: Any, **fields: Any) -> None: ...
 

@@ -22,6 +22,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs.params import AggregateParams
 from spark_jobs.storage import table_exists, table_path
 
 # Order of stats_hourly's measure columns: the CSV's measures (SPEC section 3) plus the two the
@@ -315,7 +316,7 @@ def write_top_lists(logs: DataFrame, args: argparse.Namespace) -> dict[str, int]
     }
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: AggregateParams) -> dict[str, Any]:
     """Rebuild the statistics of args.date (see module docstring); returns dates, rows, seconds."""
     started = time.monotonic()
     if not table_exists(spark, args.warehouse, "cdn_logs"):
@@ -342,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    job_args.run_main(build_parser(), run, argv)
+    job_args.run_main(build_parser(), run, argv, AggregateParams)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs.params import IngestParams
 from spark_jobs.privacy import IP_MODES, PrivacyOptions
 from spark_jobs.raw_reader import read_binary_batches
 from spark_jobs.schema import (
@@ -224,7 +225,7 @@ def write_cdn_logs(spark: SparkSession, staged_lines: DataFrame, warehouse: str,
     write_partitions(logs, table_path(warehouse, "cdn_logs"), predicate)
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: IngestParams) -> dict[str, Any]:
     """Ingest args.date; returns per-distribution accounting (lines read = loaded + rejected)."""
     started = time.monotonic()
     date: dt.date = args.date
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    job_args.run_main(build_parser(), run, argv)
+    job_args.run_main(build_parser(), run, argv, IngestParams)
 
 
 if __name__ == "__main__":

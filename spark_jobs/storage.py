@@ -10,23 +10,10 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
+from spark_jobs.contract import TABLES, table_path, to_hadoop_uri
 from spark_jobs.raw_reader import parse_file_name
 
-TABLES = (
-    "cdn_logs",
-    "cdn_logs_rejects",
-    "ingest_files",
-    "stats_hourly",
-    "stats_minute",
-    "stats_top_objects",
-    "stats_top_referrers",
-    "stats_edge_locations",
-    "stats_viewers",
-    "miss_rules",
-    "miss_top_objects",
-    "miss_edge_ratio",
-)
-
+__all__ = ["TABLES", "RawFile", "SourceNotFoundError", "list_raw_files", "table_exists", "table_path", "to_hadoop_uri"]
 
 class SourceNotFoundError(RuntimeError):
     """The raw log location does not exist."""
@@ -40,17 +27,6 @@ class RawFile:
     distro: str
     date: str
     hour: int
-
-
-def to_hadoop_uri(uri: str) -> str:
-    """`s3://bucket/x` -> `s3a://bucket/x` (the connector Spark ships); local paths unchanged."""
-    return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
-
-
-def table_path(warehouse: str, table: str) -> str:
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; known tables: {', '.join(TABLES)}")
-    return to_hadoop_uri(warehouse.rstrip("/")) + "/" + table
 
 
 def _hadoop_fs(spark: SparkSession, uri: str):  # noqa: ANN202 - py4j objects are untyped

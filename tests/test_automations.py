@@ -12,7 +12,7 @@ import pytest
 from prefect.events.schemas.automations import EventTrigger, Posture
 
 from cdnlake.automations import automation_specs, schedule_time, seconds_until
-from flows.settings import load_settings
+from cdnlake.settings import load_settings
 
 
 def test_the_daily_schedule_is_read_from_prefect_yaml() -> None:

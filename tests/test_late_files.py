@@ -115,7 +115,7 @@ def test_the_source_listing_gives_modification_times_locally_and_on_s3(
     import boto3
     from moto import mock_aws
 
-    from flows.sources import list_source
+    from cdnlake.sources import list_source
 
     local = tmp_path / "E1.2024-06-08-01.abc.gz"
     local.write_bytes(b"x" * 7)

@@ -15,9 +15,9 @@ import pytest
 from pypdf import PdfReader
 
 from cdnlake.late_files import plan_ingest
+from cdnlake.notify import ProgressEvent, format_message
 from cdnlake.operations import announce, complete_note, late_files_summary, operations_markdown
-from flows.notify import ProgressEvent, format_message
-from flows.settings import ConfigError, load_settings
+from cdnlake.settings import ConfigError, load_settings
 from reporting.alerts import Alert
 from reporting.email import EmailConfig, build_message
 from reporting.operations import LateFiles, Operations

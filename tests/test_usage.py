@@ -10,7 +10,7 @@ import pytest
 from deltalake import write_deltalake
 
 from cdnlake.operations import build_operations
-from flows.settings import load_settings
+from cdnlake.settings import load_settings
 from reporting.usage import month_usage, morning_line, usage_unit
 
 PB, TB, GB = 2**50, 2**40, 2**30

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from spark_jobs.args import DISTRO_RE, location
+from spark_jobs.contract import DISTRO_RE, location
 
 ENV_PREFIX = "CDNLAKE_"
 SECRET_FIELDS = frozenset({"slack_webhook_url", "ip_hash_key", "slack_signing_secret"})
@@ -65,7 +65,7 @@ class Settings:
     # Conditional execution: what to do when the raw files look wrong.
     on_anomaly: str = "stop"  # stop | continue
     min_volume_ratio: float = 0.2  # below this share of the recent average the volume is an anomaly
-    # Per-date run lock (flows/locks.py): how long a second run of the same date waits for the first
+    # Per-date run lock (cdnlake/locks.py): how long a second run of the same date waits for the first
     # before failing, and after how long without a heartbeat an S3 lock counts as abandoned.
     lock_wait_seconds: float = 600.0
     lock_stale_seconds: float = 600.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import sys
@@ -11,14 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.settings import ConfigError, Settings, load_settings
-from spark_jobs.args import distro_list, iso_date, location
+from cdnlake.settings import ConfigError, Settings, load_settings
+from spark_jobs.contract import default_date, distro_list, iso_date, location
 
 log = logging.getLogger("cdnlake")
-
-
-def _yesterday() -> dt.date:
-    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
 def _locations(parser: argparse.ArgumentParser, source: bool = True, reports: bool = True) -> None:
@@ -120,7 +115,7 @@ def _print(obj: Any) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from flows.sample_logs import generate_logs
+    from cdnlake.sample_logs import generate_logs
 
     result = generate_logs(
         args.date, args.distributions, args.rows, args.seed, args.out,
@@ -132,11 +127,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from flows import pipeline
-    from flows.locks import date_locks
+    from cdnlake import pipeline
+    from cdnlake.locks import date_locks
 
     settings = _settings(args)
-    date = args.date or _yesterday()
+    date = args.date or default_date(settings.report_tz)
     with date_locks(settings, [date]):  # not while a run of the same date is writing it
         result = pipeline.ingest_date(settings, date, list(settings.distributions) or None)
     print(pipeline.format_ingest(result))
@@ -170,11 +165,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from flows import pipeline
-    from flows.locks import date_locks
+    from cdnlake import pipeline
+    from cdnlake.locks import date_locks
 
     settings = _settings(args)
-    date = args.date or _yesterday()
+    date = args.date or default_date(settings.report_tz)
     with date_locks(settings, [date]):  # the e-mail ledger is checked and written under the date's lock
         result = pipeline.report_and_email(settings, date, list(settings.distributions) or None, args.resend_email)
     _print(result)
@@ -182,7 +177,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_misses(args: argparse.Namespace) -> int:
-    from flows.misses import analyze_misses
+    from cdnlake.misses import analyze_misses
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
@@ -197,8 +192,8 @@ def cmd_analyze_misses(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from cdnlake.demo import run_demo
     from flows.daily import local_prefect
-    from flows.demo import run_demo
 
     with local_prefect(args.verbose):
         return run_demo(load_settings())
@@ -210,7 +205,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from flows import sql as adhoc
+    from cdnlake import sql as adhoc
 
     if bool(args.query) == bool(args.file):
         raise adhoc.QueryError("give the SQL as an argument or with -f FILE (one of the two)")
@@ -227,7 +222,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from flows import pipeline
+    from cdnlake import pipeline
 
     result = pipeline.register_catalog(_settings(args))
     if result is None:
@@ -241,11 +236,12 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from flows import pipeline
+    from cdnlake import pipeline
 
     # Asking for it on the command line is consent enough, even if the daily run does not do it.
     settings = dataclasses.replace(_settings(args), cloudwatch_enabled=True)
-    result = pipeline.cloudwatch_crosscheck(settings, args.date or _yesterday(), list(settings.distributions) or None)
+    date = args.date or default_date(settings.report_tz)
+    result = pipeline.cloudwatch_crosscheck(settings, date, list(settings.distributions) or None)
     assert result is not None
     check = pipeline.crosscheck_data(result)
     print(check.table.to_string(index=False) if not check.table.empty else "(no traffic and no CloudWatch data)")
@@ -267,7 +263,7 @@ def cmd_automations(args: argparse.Namespace) -> int:
 
 
 def cmd_chat_server(args: argparse.Namespace) -> int:
-    from flows import chat
+    from cdnlake.integrations import chat
 
     settings = load_settings()
     if not settings.slack_signing_secret:
