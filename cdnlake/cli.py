@@ -95,6 +95,9 @@ def _warehouse_parsers(sub: Any) -> None:
     check.add_argument("--date", type=iso_date, default=None)
     _locations(check, source=False, reports=False)
 
+    automations = sub.add_parser("automations", help="Prefect automations: alert when cdn-daily is late or crashes")
+    automations.add_argument("action", choices=("apply", "show"), help="apply: create/update them; show: print them")
+
     chat = sub.add_parser("chat-server", help="Slack /cdn-report endpoint that starts cdn-rerun runs")
     chat.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 behind an ingress)")
     chat.add_argument("--port", type=int, default=8787)
@@ -254,6 +257,19 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_automations(args: argparse.Namespace) -> int:
+    from cdnlake import automations
+
+    settings = load_settings()
+    if args.action == "show":
+        start, zone = automations.schedule_time()
+        _print(automations.automation_specs(settings.completion_deadline, start, zone))
+        return 0
+    names = automations.apply_automations(settings)
+    print("\n".join(f"applied: {name}" for name in names))
+    return 0
+
+
 def cmd_chat_server(args: argparse.Namespace) -> int:
     from cdnlake.integrations import chat
 
@@ -269,6 +285,7 @@ COMMANDS = {
     "generate-logs": cmd_generate, "ingest": cmd_ingest, "run": cmd_run, "backfill": cmd_backfill,
     "report": cmd_report, "analyze-misses": cmd_analyze_misses, "demo": cmd_demo, "config": cmd_config,
     "sql": cmd_sql, "catalog": cmd_catalog, "crosscheck": cmd_crosscheck, "chat-server": cmd_chat_server,
+    "automations": cmd_automations,
 }  # fmt: skip
 
 

@@ -98,7 +98,8 @@ def format_message(event: ProgressEvent) -> str:
         return f"{head}WARNING {title}: {event.detail}"
     if event.kind == "complete":
         took = f" in {format_duration(event.duration_s)}" if event.duration_s is not None else ""
-        return f"{head}COMPLETE {title}{took}{_totals_text(event.totals or {})}"
+        note = f" — {event.detail}" if event.detail else ""  # morning figures, late files, alerts
+        return f"{head}COMPLETE {title}{took}{_totals_text(event.totals or {})}{note}"
     where = f" at {event.stage}{_position(event)}" if event.stage else ""
     run = f" (run: {event.run_url})" if event.run_url else ""
     return f"{head}FAILED {title}{where}: {event.detail}{run}"

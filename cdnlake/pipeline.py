@@ -18,11 +18,12 @@ from typing import Any
 
 from cdnlake import report_data, sources
 from cdnlake.integrations import aws
+from cdnlake.late_files import IngestPlan, earlier_dates, plan_ingest
+from cdnlake.operations import with_operations
 from cdnlake.runners.local import runner_for
 from cdnlake.settings import Settings
 from cdnlake.storage import Store
 from flows.artifacts import flow_run_id
-from spark_jobs.contract import report_window
 from spark_jobs.params import AggregateParams, CompactParams, IngestParams, ReconcileParams
 
 log = logging.getLogger(__name__)
@@ -88,17 +89,17 @@ def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] 
     return check
 
 
-def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] | None) -> list[dt.date]:
-    """D always; D-1 and D-2 too when they have raw files but nothing in the warehouse yet."""
-    earlier = report_window(date)[:-1]
+def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] | None) -> IngestPlan:
+    """D, and each earlier date with late or changed files, or with files but nothing loaded yet."""
+    earlier = earlier_dates(date, settings.late_days)
     loaded = report_data.read_table(
         aws.warehouse(settings), "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])]
     )
-    done = set(loaded["dt"]) if not loaded.empty else set()
-    missing = [d for d in earlier if d.isoformat() not in done]
+    if distributions and not loaded.empty:
+        loaded = loaded[loaded["distro"].isin(distributions)]
     wanted = set(distributions) if distributions else None
-    with_files = {f.date for f in sources.list_source(settings.source, set(missing), wanted, _s3_client(settings))}
-    return [d for d in missing if d.isoformat() in with_files] + [date]
+    listed = sources.list_source(settings.source, set(earlier), wanted, _s3_client(settings))
+    return plan_ingest(date, settings.late_days, listed, loaded)
 
 
 def ingest_date(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
@@ -138,12 +139,14 @@ def reports_store(settings: Settings) -> Store:
 
 
 def build_report(
-    settings: Settings, date: dt.date, distributions: list[str] | None, crosscheck: dict[str, Any] | None = None
+    settings: Settings, date: dt.date, distributions: list[str] | None, crosscheck: dict[str, Any] | None = None,
+    late: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write cdn_statistics.csv, summary.json and cdn_report.pdf for the date into `<reports>/<date>/`.
 
     `crosscheck`: a cloudwatch_crosscheck() result, shown as a small table in the PDF when given.
     The files are rendered in a private temporary folder, then put into the reports store.
+    `late`: the run's late files (cdnlake.operations.late_files_summary); alerts and usage are always added.
     """
     from reporting.outputs import summary_dict, write_outputs
 
@@ -152,6 +155,7 @@ def build_report(
     )
     if crosscheck is not None:
         data = dataclasses.replace(data, crosscheck=crosscheck_data(crosscheck))
+    data = with_operations(settings, data, distributions, late)
     store = reports_store(settings)
     uris = {}
     with tempfile.TemporaryDirectory(prefix="cdnlake-report-") as staging:
@@ -164,7 +168,7 @@ def build_report(
 
 def send_email(
     settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool,
-    crosscheck: dict[str, Any] | None = None,
+    crosscheck: dict[str, Any] | None = None, late: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The morning e-mail: SES when enabled, else an .eml in the outbox; once per date unless forced.
 
@@ -183,6 +187,7 @@ def send_email(
     )
     if crosscheck is not None:
         data = dataclasses.replace(data, crosscheck=crosscheck_data(crosscheck))
+    data = with_operations(settings, data, distributions, late)
     body = Path(settings.email_template).read_text(encoding="utf-8") if settings.email_template else None
     config = EmailConfig(
         sender=settings.email_sender, to=list(settings.email_to), cc=list(settings.email_cc),

@@ -22,7 +22,7 @@ from spark_jobs.contract import REPORT_WINDOW_DAYS
 @dataclass(frozen=True)
 class Warehouse:
     """A warehouse location with the delta-rs storage options to reach it (e.g. an S3 endpoint
-    other than AWS's: flows/aws.py builds them from CDNLAKE_S3_ENDPOINT). A plain str works too."""
+    other than AWS's: cdnlake/integrations/aws.py builds them from CDNLAKE_S3_ENDPOINT). A plain str works too."""
 
     uri: str
     options: dict[str, str] = field(default_factory=dict)

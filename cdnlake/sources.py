@@ -24,6 +24,7 @@ class SourceFile:
     distro: str
     date: str
     hour: int
+    modified: float | None = None  # seconds since the epoch (S3 LastModified, local mtime)
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -32,7 +33,7 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int, dt.date]]:
+def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int, float]]:
     if source.startswith(("s3://", "s3a://")):
         bucket, prefix = _split_s3(source)
         if s3_client is None:
@@ -40,7 +41,7 @@ def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int, dt.
         paginator = s3_client.get_paginator("list_objects_v2")  # type: ignore[attr-defined]
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                yield f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), obj["LastModified"].astimezone(dt.UTC).date()
+                yield f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), obj["LastModified"].timestamp()
         return
     root = Path(source)
     if not root.is_dir():
@@ -49,7 +50,7 @@ def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int, dt.
         for name in names:
             path = os.path.join(folder, name)
             stat = os.stat(path)
-            yield path, stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).date()
+            yield path, stat.st_size, stat.st_mtime
 
 
 def list_source(
@@ -60,9 +61,9 @@ def list_source(
     wanted = {d.isoformat() for d in dates}
     found = []
     for uri, size, modified in _walk(source, s3_client):
-        listed = listed_as(uri, modified, wanted)
+        listed = listed_as(uri, dt.datetime.fromtimestamp(modified, dt.UTC).date(), wanted)
         if listed and (not distributions or listed[0] in distributions):
-            found.append(SourceFile(uri, size, *listed))
+            found.append(SourceFile(uri, size, *listed, modified=modified))
     return sorted(found, key=lambda f: f.uri)
 
 

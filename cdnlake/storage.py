@@ -256,7 +256,7 @@ class S3Store:
 def store_for(location: str, s3_client_factory: Any = None) -> Store:
     """The store of a location: S3 for s3:// and s3a://, else a local directory.
 
-    `s3_client_factory()` gives the S3 client (flows/aws.py builds it from the settings, so the
+    `s3_client_factory()` gives the S3 client (cdnlake/integrations/aws.py builds it from the settings, so the
     endpoint is CDNLAKE_S3_ENDPOINT when set); it is only called for an S3 location.
     """
     if is_s3(location):

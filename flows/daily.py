@@ -35,7 +35,7 @@ from prefect.concurrency.sync import concurrency as global_concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from cdnlake import locks, pipeline
+from cdnlake import locks, operations, pipeline
 from cdnlake.notify import StageProgress, notifier_from_settings
 from cdnlake.run_settings import current_settings
 from cdnlake.settings import Settings
@@ -141,7 +141,8 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
     with run.stage("check"):
         check = check_raw_files_task(settings, date, distributions)
         _handle_anomalies(run, settings, check)
-        dates = dates_to_ingest_task(settings, date, distributions)
+        plan = dates_to_ingest_task(settings, date, distributions)
+        dates = plan.dates
     with ExitStack() as date_locks, ExitStack() as writes:
         with run.stage("ingest"):  # waiting for (or failing on) another run's date lock shows here
             held = date_locks.enter_context(locks.date_locks(
@@ -151,6 +152,9 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
             for d in dates:
                 held.check()  # a run that lost a date's lock stops before its next write or e-mail
                 ingested[d.isoformat()] = ingest_task(settings, d, distributions)
+            late = operations.late_files_summary(plan, ingested)
+            for line in late["lines"]:
+                run.event("warning", detail=line)
         with run.stage("compact"):
             for d in dates:
                 held.check()
@@ -165,11 +169,12 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
         with run.stage("report"):
             crosscheck = crosscheck_task(settings, date, distributions)
             held.check()
-            report = build_report_task(settings, date, distributions, crosscheck)
+            report = build_report_task(settings, date, distributions, crosscheck, late=late)
         with run.stage("email"):
             held.check()
-            email = send_email_task(settings, date, distributions, resend_email, crosscheck)
+            email = send_email_task(settings, date, distributions, resend_email, crosscheck, late=late)
     figures = report["summary"]
+    operations.announce(run, figures.get("alerts") or [], settings, date)
     return {
         "date": date.isoformat(),
         "distributions": list(distributions or []),
@@ -186,6 +191,10 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
         "email": email,
         "catalog": catalog,
         "crosscheck": crosscheck,
+        "late_files": figures.get("late_files"),
+        "alerts": figures.get("alerts") or [],
+        "usage": figures.get("usage"),
+        "morning": figures.get("morning"),
     }
 
 
@@ -198,7 +207,7 @@ def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: 
     summary = _run_stages(run, settings, day, wanted, resend_email)
     summary |= {"durations": run.durations, "duration_s": run.elapsed, "run_url": run_url(),
                 "flow_run_id": flow_run_id()}  # fmt: skip
-    run.event("complete", duration_s=run.elapsed, totals=summary["totals"])
+    run.event("complete", duration_s=run.elapsed, totals=summary["totals"], detail=operations.complete_note(summary))
     publish_artifacts(summary)
     return summary
 

@@ -16,6 +16,7 @@ from reporting.fonts import FontSet, resolve_fonts
 from reporting.insights import insights_tables
 from reporting.model import ReportData
 from reporting.pdf_charts import bandwidth_chart, hourly_charts
+from reporting.pdf_ops import ops_box
 from reporting.pdf_tables import (
     countries_flowable,
     crosscheck_flowable,
@@ -115,6 +116,7 @@ def _overview(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) -
             "(red: up, green: down).")
     return [
         *_title_block(data, fonts, st),
+        *ops_box(data, fonts, CONTENT_WIDTH),
         Spacer(1, 6),
         bandwidth_chart(data, fonts, CONTENT_WIDTH),
         Paragraph("前日比 Day-over-day insights", st["h2"]),

@@ -40,6 +40,7 @@ from moto import mock_aws
 
 from cdnlake import locks, pipeline
 from cdnlake.demo import generate_days
+from cdnlake.late_files import IngestPlan
 from cdnlake.notify import FanoutNotifier, ProgressEvent
 from cdnlake.sample_logs import GenerationResult
 from cdnlake.settings import ConfigError, Settings, load_settings
@@ -403,7 +404,7 @@ class FlowFakes:
 
     @staticmethod
     def report(settings: Settings, date: dt.date, distributions: list[str] | None,
-               crosscheck: Any = None) -> dict[str, Any]:  # fmt: skip
+               crosscheck: Any = None, late: Any = None) -> dict[str, Any]:  # fmt: skip
         return {"paths": {"pdf": "/tmp/r.pdf", "csv": "/tmp/r.csv", "summary": "/tmp/s.json"},
                 "summary": {"days": {date.isoformat(): {"request_count": 9}}, "peak": {"time": "13:37"},
                             "peak_text": "1 GB", "quality": {}, "insights": []}}  # fmt: skip
@@ -414,7 +415,8 @@ def flow_fakes(monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> FlowFak
     fakes = FlowFakes()
     check = pipeline.RawCheck(D.isoformat(), 1, 100, {"e1": 1})
     monkeypatch.setattr(daily.check_raw_files_task, "fn", lambda settings, date, distributions: check)
-    monkeypatch.setattr(daily.dates_to_ingest_task, "fn", lambda settings, date, distributions: [date])
+    monkeypatch.setattr(daily.dates_to_ingest_task, "fn",
+                        lambda settings, date, distributions: IngestPlan(date.isoformat(), [date], 2))
     monkeypatch.setattr(daily.ingest_task, "fn", fakes.ingest)
     monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: {})
     monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
@@ -422,7 +424,7 @@ def flow_fakes(monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> FlowFak
     monkeypatch.setattr(daily.build_report_task, "fn", fakes.report)
     sent = {"sent": True, "detail": "fake"}
     monkeypatch.setattr(
-        daily.send_email_task, "fn", lambda settings, date, distributions, resend, crosscheck=None: sent
+        daily.send_email_task, "fn", lambda settings, date, distributions, resend, crosscheck=None, late=None: sent
     )
     monkeypatch.setattr(daily, "notifier_from_settings", lambda settings: FanoutNotifier([fakes]))
     return fakes

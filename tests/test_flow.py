@@ -31,6 +31,7 @@ from moto import mock_aws
 
 from cdnlake import pipeline
 from cdnlake.demo import generate_days
+from cdnlake.late_files import IngestPlan
 from cdnlake.notify import FanoutNotifier, ProgressEvent
 from cdnlake.runners import local as runner_module
 from cdnlake.settings import Settings, load_settings
@@ -505,14 +506,14 @@ class FakeStages:
         return {"date": date.isoformat(), "files": 1, "lines_read": 10, "loaded": 9, "rejected": 1}
 
     def report(self, settings: Settings, date: dt.date, distributions: list[str] | None,
-               crosscheck: Any = None) -> dict[str, Any]:  # fmt: skip
+               crosscheck: Any = None, late: Any = None) -> dict[str, Any]:  # fmt: skip
         day = {"request_count": 9, "bytes_requested": 2**30}
         return {"paths": {"pdf": "/tmp/r.pdf", "csv": "/tmp/r.csv", "summary": "/tmp/s.json"},
                 "summary": {"days": {date.isoformat(): day}, "peak": {"time": "13:37"}, "peak_text": "1 GB",
                             "quality": {}, "insights": []}}  # fmt: skip
 
     def email(self, settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool,
-              crosscheck: Any = None) -> dict[str, Any]:  # fmt: skip
+              crosscheck: Any = None, late: Any = None) -> dict[str, Any]:  # fmt: skip
         self.emails.append(date.isoformat())
         return {"sent": True, "detail": "sent via fake"}
 
@@ -520,7 +521,8 @@ class FakeStages:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> tuple[FakeStages, Recorder]:
     stages, recorder = FakeStages(), Recorder()
-    monkeypatch.setattr(daily.dates_to_ingest_task, "fn", lambda settings, date, distributions: [date])
+    monkeypatch.setattr(daily.dates_to_ingest_task, "fn",
+                        lambda settings, date, distributions: IngestPlan(date.isoformat(), [date], 2))
     monkeypatch.setattr(daily.ingest_task, "fn", stages.ingest)
     monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: {})
     monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
@@ -660,3 +662,99 @@ def test_csv_equals_duckdb_over_the_raw_files(first_run: Any, dataset: Any) -> N
     for row in rows[1:]:
         cells = row.split(",")
         assert cells[2:] == [str(v) for v in expected.get((cells[0], int(cells[1])), [0] * 11)], row
+
+
+# ---------------------------------------------------------------- late files and traffic alerts (issue 19)
+def copy_with_new_ids(source: Path, target: Path, tag: str, status: str | None = None) -> None:
+    """`source`'s lines under another name, with request ids made unique (`tag`) and, given
+    `status`, every data line's sc-status replaced: a late delivery, or a 5xx spike."""
+    out = []
+    with gzip.open(source, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            cells = line.rstrip("\n").split("\t")
+            if not line.startswith("#") and len(cells) > 14:
+                cells[14] = cells[14] + tag
+                if status is not None:
+                    cells[8] = status
+            out.append("\t".join(cells) + "\n")
+    with gzip.open(target, "wt", encoding="utf-8") as handle:
+        handle.writelines(out)
+
+
+def test_next_day_run_picks_up_a_late_file_and_raises_a_5xx_alert(
+    first_run: Any, dataset: Any, slack_down: SlackStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """D+1 after a late file for D landed and with a 5xx spike at 05h of D+1 for one distribution.
+
+    Runs on a copy of the first run's landing and warehouse, so the other tests keep their state.
+    """
+    import shutil
+
+    from bench.duckdb_reference import hourly_statistics
+
+    settings, first, _ = first_run
+    root, generated = dataset
+    shutil.copytree(root / "landing", tmp_path / "landing")  # copy2: the files keep their mtimes
+    shutil.copytree(root / "warehouse", tmp_path / "warehouse")
+    nxt = D + dt.timedelta(days=1)
+    generate_days(tmp_path / "landing", [nxt], 2, [ROWS], seed=11, files_per_hour=1)
+    distro = generated[D].distribution_ids[0]
+    late_source = next((tmp_path / "landing").rglob(f"{distro}.{D}-10.*.gz"))
+    late_file = late_source.with_name(f"{distro}.{D}-10.late1.gz")
+    copy_with_new_ids(late_source, late_file, "late")
+    spike_source = next((tmp_path / "landing").rglob(f"{distro}.{nxt}-05.*.gz"))
+    spike_file = spike_source.with_name(f"{distro}.{nxt}-05.spike1.gz")
+    copy_with_new_ids(spike_source, spike_file, "spike", status="503")
+    run = make_settings(tmp_path, slack_webhook_url=settings.slack_webhook_url)
+    summary = daily.cdn_daily(date=nxt, settings=run)
+
+    assert summary["dates_ingested"] == [D.isoformat(), nxt.isoformat()]  # D-1 is unchanged: not reloaded
+    _, late_valid = count_valid_lines([late_file])
+    assert summary["late_files"]["refreshed"] == [D.isoformat()]
+    assert summary["late_files"]["lines_added"] == {D.isoformat(): late_valid}
+    expected = {(str(r[0]), int(r[1])): [int(x) for x in r[2:]]
+                for r in hourly_statistics(sorted((tmp_path / "landing").rglob("*.gz")))}  # fmt: skip
+    rows = Path(summary["report"]["csv"]).read_text(encoding="utf-8").splitlines()[1:]
+    d_rows = [r for r in rows if r.startswith(D.isoformat())]
+    assert len(d_rows) == 24 and csv_requests(summary["report"]["csv"], D) == first["totals"]["requests"] + late_valid
+    for row in rows:  # every hour of D-1..D+1, D's with the late lines, equals DuckDB over all the files
+        cells = row.split(",")
+        assert cells[2:] == [str(v) for v in expected.get((cells[0], int(cells[1])), [0] * 11)], row
+
+    own_files = sorted((tmp_path / "landing").rglob(f"{distro}.*.gz"))
+    own = {(str(r[0]), int(r[1])): r[2:] for r in hourly_statistics(own_files)}
+    requests, http5xx = int(own[(nxt.isoformat(), 5)][0]), int(own[(nxt.isoformat(), 5)][8])
+    spikes = [a for a in summary["alerts"] if a["kind"] == "5xx_share"]
+    assert [(a["distribution"], a["hour"]) for a in spikes] == [(distro.lower(), 5)]
+    assert spikes[0]["value"] == pytest.approx(round(http5xx / requests * 100, 2))
+    on_disk = json.loads(Path(summary["report"]["summary"]).read_text(encoding="utf-8"))
+    assert on_disk["alerts"] == summary["alerts"] and on_disk["late_files"]["refreshed"] == [D.isoformat()]
+    printed = capsys.readouterr().err
+    assert f"traffic alert: SEVERE 5xx_share {distro.lower()} 05:00" in printed
+    assert f"late files: refreshed {D} (+{late_valid:,} lines)" in printed and "bandwidth usage" in printed
+    posted = [json.loads(p)["text"] for p in slack_down.posts]
+    assert any(f"5xx_share {distro.lower()} 05:00" in text for text in posted)
+    assert any("COMPLETE" in text and "June bandwidth usage" in text for text in posted)
+
+
+def test_automations_are_applied_on_the_prefect_server_once(prefect_server: None) -> None:
+    from prefect.blocks.notifications import SlackWebhook
+    from prefect.client.orchestration import get_client
+
+    from cdnlake.automations import apply_automations
+
+    SlackWebhook(url="https://hooks.slack.com/services/T0/B0/not-a-real-token").save("cdnlake-ops", overwrite=True)
+    settings = load_settings(env={}, automation_block="slack-webhook/cdnlake-ops", completion_deadline="11:00")
+    names = apply_automations(settings)
+    assert apply_automations(settings) == names  # a second apply replaces, never duplicates
+    with get_client(sync_client=True) as client:
+        stored = {a.name: a for a in client.read_automations() if a.name.startswith("cdnlake:")}
+        block = client.read_block_document_by_name("cdnlake-ops", "slack-webhook").id
+    assert sorted(stored) == sorted(names) and len(names) == 4
+    deadline = stored["cdnlake: cdn-daily not completed by 11:00"]
+    assert deadline.trigger.within == dt.timedelta(hours=2, minutes=30)  # from 08:30 in prefect.yaml
+    assert deadline.trigger.expect == {"prefect.flow-run.Completed"}
+    assert stored["cdnlake: flow run crashed"].trigger.expect == {"prefect.flow-run.Crashed"}
+    assert all(a.actions[0].block_document_id == block for a in stored.values())
+    with pytest.raises(ValueError, match="block-type/name"):
+        apply_automations(load_settings(env={}, automation_block="cdnlake-ops"))
