@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="generate 3 days for 3 distributions and run the pipeline")
     sub.add_parser("config", help="print the effective settings (secrets masked)")
+    doctor = sub.add_parser("doctor", help="check Java, jars, font, locations, S3, SES, Slack and Prefect")
+    _locations(doctor)
     _warehouse_parsers(sub)
     return parser
 
@@ -153,6 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             date=args.date, distributions=list(settings.distributions) or None, resend_email=args.resend_email,
         )  # fmt: skip
     _print(summary)
+    from cdnlake.progress import print_summary
+
+    print_summary(summary)  # to stderr: stdout stays JSON for `| jq`
     return 0
 
 
@@ -210,6 +215,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     _print(load_settings().masked())
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from cdnlake.doctor import report, run_checks, this_machine
+
+    settings = _settings(args)
+    return report(run_checks(settings, this_machine(settings)), sys.stdout)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -284,16 +296,20 @@ def cmd_chat_server(args: argparse.Namespace) -> int:
 COMMANDS = {
     "generate-logs": cmd_generate, "ingest": cmd_ingest, "run": cmd_run, "backfill": cmd_backfill,
     "report": cmd_report, "analyze-misses": cmd_analyze_misses, "demo": cmd_demo, "config": cmd_config,
-    "sql": cmd_sql, "catalog": cmd_catalog, "crosscheck": cmd_crosscheck, "chat-server": cmd_chat_server,
-    "automations": cmd_automations,
+    "doctor": cmd_doctor, "sql": cmd_sql, "catalog": cmd_catalog, "crosscheck": cmd_crosscheck,
+    "chat-server": cmd_chat_server, "automations": cmd_automations,
 }  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    for noisy in ("py4j", "httpx", "urllib3", "botocore"):
+    from cdnlake.progress import CurrentStderr
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        stream=CurrentStderr())  # fmt: skip
+    for noisy in ("httpx", "urllib3", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("py4j").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
+from cdnlake.progress import print_summary
 from cdnlake.sample_logs import GenerationResult, distribution_ids, generate_logs
 from cdnlake.settings import Settings
 
@@ -71,12 +73,9 @@ def run_demo(settings: Settings, date: dt.date = DEMO_DATE, rows: int = DEMO_ROW
     # Re-send: each demo run leaves a fresh e-mail to look at (the ledger would skip a second one).
     with use_settings(settings):
         summary = cdn_daily(date=date, distributions=ids, resend_email=True)
-    totals, report = summary["totals"], summary["report"]
+    totals = summary["totals"]
     email = _newest_email(Path(settings.outbox), date) if not settings.ses_enabled else None
     print(f"\ndemo finished in {summary['duration_s']:.0f}s: {totals['requests']:,} requests on {date}, "
           f"{totals['gb']:.2f} GB, peak {summary.get('peak_text')}")  # fmt: skip
-    print(f"  report PDF:   {Path(report['pdf']).resolve()}")
-    print(f"  CSV:          {Path(report['csv']).resolve()}")
-    print(f"  summary.json: {Path(report['summary']).resolve()}")
-    print(f"  e-mail:       {email.resolve() if email else summary['email'].get('detail')}")
+    print_summary(summary, sys.stdout, email_path=str(email.resolve()) if email else None)
     return 0

@@ -123,6 +123,40 @@ class ConsoleNotifier:
         print(format_message(event), file=self.stream or sys.stderr, flush=True)
 
 
+class LiveConsoleNotifier:
+    """In a terminal: the same lines, plus a live status line (cdnlake/progress.py) under them."""
+
+    def __init__(self, status: Any) -> None:
+        self.status = status
+
+    def send(self, event: ProgressEvent) -> None:
+        self.status.log(format_message(event))
+        if event.kind == "running" and event.stage:
+            self.status.stage(event.stage, event.step, event.total)
+        elif event.kind in ("complete", "failed"):
+            self.status.stop()
+
+
+def _spark_task_counts() -> tuple[int, int] | None:
+    if "pyspark" not in sys.modules:  # the Kubernetes runner has no Spark in this process
+        return None
+    from spark_jobs.session import running_task_counts
+
+    return running_task_counts()
+
+
+def console_notifier(stream: TextIO | None = None) -> Notifier:
+    """A live display for a person at a terminal; plain timestamped lines anywhere else."""
+    from cdnlake.progress import LiveStatus, interactive
+
+    stream = stream or sys.stderr
+    if not interactive(stream):
+        return ConsoleNotifier(stream if stream is not sys.stderr else None)
+    from rich.console import Console
+
+    return LiveConsoleNotifier(LiveStatus(Console(file=stream), tasks=_spark_task_counts))
+
+
 class SlackNotifier:
     """Slack incoming webhook: POST `{"text": ...}`; retried with backoff on network and 5xx/429 errors."""
 
@@ -252,7 +286,7 @@ class StageProgress:
 
 def notifier_from_settings(settings: Settings, sns_client: Any = None) -> FanoutNotifier:
     """Console always; Slack when a webhook is configured; SNS when a topic is configured."""
-    channels: list[Notifier] = [ConsoleNotifier()]
+    channels: list[Notifier] = [console_notifier()]
     if settings.slack_webhook_url:
         channels.append(SlackNotifier(settings.slack_webhook_url))
     if settings.sns_topic_arn:
@@ -265,6 +299,7 @@ def notifier_from_settings(settings: Settings, sns_client: Any = None) -> Fanout
 
 
 __all__ = [
-    "ConsoleNotifier", "FanoutNotifier", "NotificationError", "Notifier", "ProgressEvent", "SlackNotifier",
+    "ConsoleNotifier", "FanoutNotifier", "LiveConsoleNotifier", "NotificationError", "Notifier", "ProgressEvent",
+    "SlackNotifier", "console_notifier",
     "SnsNotifier", "StageProgress", "format_duration", "format_message", "notifier_from_settings",
 ]  # fmt: skip

@@ -40,6 +40,8 @@ class Settings:
     warehouse: str = "./data/warehouse"
     reports: str = "./data/reports"
     outbox: str = "./data/outbox"
+    # Spark's full driver log of each run (the console shows errors only): a local folder.
+    log_dir: str = "./data/logs"
     spark_master: str = "local[*]"
     spark_runner: str = "local"
     spark_driver_memory: str = "4g"
@@ -165,6 +167,8 @@ def _validate(s: Settings) -> None:
             location(getattr(s, key))
         except Exception as exc:  # argparse.ArgumentTypeError
             raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from None
+    if s.log_dir.startswith(("s3://", "s3a://")):
+        raise ConfigError(f"{ENV_PREFIX}LOG_DIR: a local folder (got {s.log_dir!r})")
     for key in ("report_tz", "schedule_tz"):
         try:
             zone = ZoneInfo(getattr(s, key))

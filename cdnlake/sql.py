@@ -183,5 +183,5 @@ def session_for(settings: Any) -> Any:
 
     runner = runner_for(settings) if settings.spark_runner != "kubernetes" else None
     if not isinstance(runner, InProcessRunner):
-        runner = InProcessRunner("local[*]", settings.spark_driver_memory)
+        runner = InProcessRunner("local[*]", settings.spark_driver_memory, log_dir=settings.log_dir)
     return runner.session()
