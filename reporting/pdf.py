@@ -16,7 +16,9 @@ from reporting.fonts import FontSet, resolve_fonts
 from reporting.insights import insights_tables
 from reporting.model import ReportData
 from reporting.pdf_charts import bandwidth_chart, hourly_charts
+from reporting.pdf_ops import ops_box
 from reporting.pdf_tables import (
+    countries_flowable,
     crosscheck_flowable,
     distributions_flowable,
     edges_flowable,
@@ -114,6 +116,7 @@ def _overview(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) -
             "(red: up, green: down).")
     return [
         *_title_block(data, fonts, st),
+        *ops_box(data, fonts, CONTENT_WIDTH),
         Spacer(1, 6),
         bandwidth_chart(data, fonts, CONTENT_WIDTH),
         Paragraph("前日比 Day-over-day insights", st["h2"]),
@@ -161,7 +164,15 @@ def _details(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) ->
         CondPageBreak(60 * mm),
         Paragraph("デバイス / OS / ブラウザ Viewers", st["h2"]),
         viewers_flowable(data, fonts, CONTENT_WIDTH),
+        *_countries(data, fonts, st),
     ]
+
+
+def _countries(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) -> list[Any]:
+    """Viewer countries, only where rows carry one (standard logging v2)."""
+    if data.countries.empty:
+        return []
+    return [CondPageBreak(60 * mm), Paragraph("国・地域 Viewer countries", st["h2"]), countries_flowable(data, fonts)]
 
 
 def _story(data: ReportData, fonts: FontSet) -> list[Any]:

@@ -127,6 +127,8 @@ def base_conf(master: str | None, shuffle_partitions: int = 8) -> dict[str, str]
         "spark.hadoop.parquet.enable.dictionary": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
+        # Nobody watches a batch job's web UI; its server and listeners cost start-up and per-job time.
+        "spark.ui.enabled": "false",
         # Delta computes table snapshots with 50 partitions by default: far too many for the
         # small logs of daily partitions on a few cores (it dominated re-runs in profiling).
         "spark.databricks.delta.snapshotPartitions": "4",
@@ -151,6 +153,44 @@ def base_conf(master: str | None, shuffle_partitions: int = 8) -> dict[str, str]
         # Workers on this machine must use this interpreter (pyarrow, isal, ua-parser live here).
         conf["spark.pyspark.python"] = sys.executable
         conf["spark.pyspark.driver.python"] = sys.executable
+    return conf
+
+
+# Delta 4.4 verifies the whole snapshot state on commit when the JVM's zone is not UTC (a laptop or
+# pod with TZ set); the tables hold UTC anyway.
+UTC_JAVA_OPTION = "-Duser.timezone=UTC"
+
+
+def with_utc_jvms(conf: dict[str, str]) -> dict[str, str]:
+    """conf with -Duser.timezone=UTC added to the driver's and executors' Java options (kept if present)."""
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        current = conf.get(key, "")
+        if "-Duser.timezone=" not in current:
+            conf[key] = f"{UTC_JAVA_OPTION} {current}".strip()
+    return conf
+
+
+def _artifact(jar_name: str) -> str:
+    """`jackson-databind` of `jackson-databind-2.13.5.jar` or Ivy's `com.fasterxml..._jackson-databind-2.13.5.jar`."""
+    base = jar_name.split("_", 1)[1] if "_" in jar_name.split("-", 1)[0] else jar_name
+    match = re.match(r"(.+?)-\d", base)
+    return match[1] if match else base
+
+
+def local_class_path(conf: dict[str, str], jars: str) -> dict[str, str]:
+    """In local mode, the resolved jars on the driver's class path instead of spark.jars.
+
+    Spark copies every spark.jars entry into the session's userFiles directory on the first job
+    (700 MB, most of it the AWS SDK bundle); local executors share the driver's class path. That
+    class path comes before Spark's own jars, so the artifacts Spark ships (Ivy also resolved older
+    Jackson, Parquet, Hadoop client jars) are left out: with spark.jars Spark's copies won as well.
+    """
+    bundled = {_artifact(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    paths = [j.removeprefix("file://").removeprefix("file:") for j in jars.split(",") if j]
+    paths = [p for p in paths if _artifact(os.path.basename(p)) not in bundled]
+    current = conf.get("spark.driver.extraClassPath")
+    conf["spark.driver.extraClassPath"] = os.pathsep.join([*paths, *([current] if current else [])])
+    conf.pop("spark.jars.packages", None)
     return conf
 
 
@@ -182,8 +222,16 @@ def build_session(
         conf = {k: v for k, v in conf.items() if not submitted.contains(k)}
     else:
         _with_driver_logging(conf, log_file)
-    if master and master.startswith("local") and "spark.jars.packages" in conf:
-        conf["spark.jars"] = ensure_resolved(conf.pop("spark.jars.packages").split(","))
+    if master and master.startswith(("local", "spark://")) and "spark.jars.packages" in conf:
+        # The jars `make install` resolved (spark_jobs/jars.py): Ivy never runs on the console.
+        jars = ensure_resolved(conf["spark.jars.packages"].split(","))
+        if master.startswith("local"):
+            conf = local_class_path(conf, jars)
+        else:  # a cluster's executors fetch spark.jars from the driver
+            conf["spark.jars"] = jars
+            del conf["spark.jars.packages"]
+    if master is not None:  # under spark-submit the submitter's Java options stand
+        conf = with_utc_jvms(conf)
     for key, value in conf.items():
         builder = builder.config(key, value)
     if master is None:
