@@ -138,3 +138,22 @@ def column_count_problems(path: str, v2_delimiter: str = "\t") -> list[str]:
     if fit.bad and fit.bad * 2 >= fit.checked:
         return [f"{path}: {fit.bad} of the first {fit.checked} lines do not fit the header ({fit.example})"]
     return []
+
+
+# The format alarm is a rule about the date, not a file (README "Failure modes"): over the first
+# lines of up to SAMPLE_FILES files of the date, at least FORMAT_ALARM_SHARE of the data lines do
+# not fit their file's #Fields header, and at least FORMAT_ALARM_MIN_LINES lines were sampled.
+# A few malformed lines, or a one-line file whose only line is malformed, are rejects at ingest.
+SAMPLE_FILES = 20
+FORMAT_ALARM_SHARE = 0.5
+FORMAT_ALARM_MIN_LINES = 20
+
+
+def format_alarm(date: dt.date, fits: list[FileFit]) -> str | None:
+    """The day-level verdict on the sampled files' column counts: a message, or None when fine."""
+    checked, bad = sum(f.checked for f in fits), sum(f.bad for f in fits)
+    if checked < FORMAT_ALARM_MIN_LINES or bad < FORMAT_ALARM_SHARE * checked:
+        return None
+    worst = max(fits, key=lambda f: f.bad)
+    return (f"format change? {bad} of {checked} sampled lines of {date} ({len(fits)} files) do not fit their "
+            f"#Fields header, e.g. {worst.uri}: {worst.example}")  # fmt: skip
