@@ -112,7 +112,7 @@ def warehouse_writes() -> Iterator[None]:
         with global_concurrency(WRITE_LIMIT, occupy=1):
             yield
         return
-    log.info("global concurrency limit %s does not exist: writes are serialised in this process only "
+    log.debug("global concurrency limit %s does not exist: writes are serialised in this process only "
              "(create it with `prefect gcl create %s --limit 1`)", WRITE_LIMIT, WRITE_LIMIT)  # fmt: skip
     with _LOCAL_WRITES:
         yield

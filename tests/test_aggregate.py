@@ -268,23 +268,22 @@ def test_arguments_are_validated() -> None:
 
 
 def test_top_lists_rank_without_unpartitioned_windows(spark: Any) -> None:
-    """One-dimension lists are numbered in one partition (a window keyed by their constant dimension
-    made Spark warn "No Partition Defined"); the viewers' window stays keyed by dimension."""
-    from spark_jobs.aggregate import edge_locations, top_objects, viewers
-
-    rows = [("object", "d1", "/a", 5), ("object", "d1", "/b", 9), ("object", "d2", "/c", 9),
-            ("edge_location", None, "NRT57", 3), ("edge_location", None, "LAX1", 7),
-            ("os", None, "iOS", 4), ("os", None, "Android", 6), ("browser", None, "Safari", 2)]  # fmt: skip
+    """The top objects are taken in order (no window: a window keyed by a constant made Spark warn
+    "No Partition Defined" and move every row to one partition); the small lists rank on the driver."""
+    import pandas as pd
     from pyspark.sql import functions as F
 
-    counts = spark.createDataFrame(rows, "dimension string, distro string, value string, request_count long")
-    counts = counts.select("*", *[F.lit(0).cast("long").alias(m) for m in aggregate.MEASURES if m != "request_count"])
-    for frame in (top_objects(counts), edge_locations(counts)):
-        plan = frame._jdf.queryExecution().executedPlan().toString()
-        assert "Window" not in plan, plan
-    objects = [(r["rank"], r["distro"], r["uri"]) for r in top_objects(counts).orderBy("rank").collect()]
-    assert objects == [(1, "d1", "/b"), (2, "d2", "/c"), (3, "d1", "/a")]  # ties: distro, then name
-    assert [(r["rank"], r["edge_location"]) for r in edge_locations(counts).orderBy("rank").collect()] == [
-        (1, "LAX1"), (2, "NRT57")]
-    shown = {(r["dimension"], r["rank"], r["value"]) for r in viewers(counts).collect()}
-    assert shown == {("os", 1, "Android"), ("os", 2, "iOS"), ("browser", 1, "Safari")}
+    from spark_jobs import top_lists
+
+    rows = [(0, "d1", "/a", 5), (0, "d1", "/b", 9), (0, "d2", "/c", 9), (1, None, None, 23)]
+    level1 = spark.createDataFrame(rows, "combination int, distro string, uri string, request_count long")
+    level1 = level1.select("*", *[F.lit(0).cast("long").alias(m) for m in aggregate.MEASURES if m != "request_count"])
+    objects = level1.where("combination = 0").orderBy(F.col("request_count").desc()).limit(2)
+    assert "Window" not in objects._jdf.queryExecution().executedPlan().toString()
+    top = top_lists.top_objects_rows(level1, limit=3)
+    assert list(zip(top["distro"], top["value"], strict=True)) == [("d1", "/b"), ("d2", "/c"), ("d1", "/a")]
+    small = pd.DataFrame({"value": ["NRT57", "LAX1", None], "request_count": [3, 7, 7]}, dtype=object)
+    ranked = top_lists.ranked(small, limit=2)
+    assert list(ranked["rank"]) == [1, 2] and ranked["value"][0] == "LAX1" and pd.isna(ranked["value"][1])
+
+

@@ -80,7 +80,7 @@ class InProcessRunner:
     def run_job(self, params: JobParams) -> dict[str, Any]:
         """`spark_jobs.<job>.run(spark, params)` in this process: no command line, no re-parsing."""
         job = job_module(params.job)
-        log.info("spark job %s %s on %s", params.job, params, self.master)
+        log.debug("spark job %s %s on %s", params.job, params, self.master)  # -v shows it
         from py4j.protocol import Py4JJavaError
 
         try:
