@@ -1,6 +1,6 @@
 """One engine step per process, so each step's time and peak memory are its own.
 
-`python -m bench.engines duckdb LANDING OUT` / `spark LANDING OUT DATE` print a JSON line.
+`python -m bench.engines duckdb|duckdb-fast LANDING OUT` / `spark LANDING OUT DATE` print a JSON line.
 """
 
 from __future__ import annotations
@@ -21,10 +21,22 @@ def run_duckdb(landing: Path, out: Path) -> dict[str, float]:
     started = time.perf_counter()
     con.execute("DROP TABLE logs")
     con.execute(
-        f"CREATE VIEW logs AS SELECT * FROM read_parquet('{out}/duckdb_parquet/**/*.parquet', "
-        "hive_partitioning=true)"
+        f"CREATE VIEW logs AS SELECT * FROM read_parquet('{out}/duckdb_parquet/**/*.parquet', hive_partitioning=true)"
     )
     hourly = con.execute(HOURLY_SQL).fetchall()
+    stats_s = time.perf_counter() - started
+    return {"ingest_s": ingest_s, "stats_s": stats_s, "hourly": [list(map(str, r)) for r in hourly]}
+
+
+def run_duckdb_fast(landing: Path, out: Path) -> dict[str, float]:
+    from bench.duckdb_fast import hourly_from_parquet, ingest_to_parquet
+
+    files = sorted(landing.rglob("*.gz"))
+    started = time.perf_counter()
+    con = ingest_to_parquet(files, out / "duckdb_fast_parquet")
+    ingest_s = time.perf_counter() - started
+    started = time.perf_counter()
+    hourly = hourly_from_parquet(con, out / "duckdb_fast_parquet")
     stats_s = time.perf_counter() - started
     return {"ingest_s": ingest_s, "stats_s": stats_s, "hourly": [list(map(str, r)) for r in hourly]}
 
@@ -63,5 +75,8 @@ def run_spark(landing: Path, out: Path, date: str) -> dict[str, float]:
 
 if __name__ == "__main__":
     engine, landing, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-    result = run_duckdb(landing, out) if engine == "duckdb" else run_spark(landing, out, sys.argv[4])
+    if engine == "spark":
+        result = run_spark(landing, out, sys.argv[4])
+    else:
+        result = run_duckdb_fast(landing, out) if engine == "duckdb-fast" else run_duckdb(landing, out)
     print("RESULT " + json.dumps(result, default=str))

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=1)
     gen.add_argument("--out", type=Path, required=True)
     gen.add_argument("--files-per-hour", type=int, default=4)
+    gen.add_argument("--format", choices=("legacy", "w3c", "json", "parquet"), default="legacy",
+                     help="legacy standard logs, or standard logging v2 deliveries (w3c, json, parquet)")
+    gen.add_argument("--hive", action="store_true", help="v2 keys with Hive-style partitions (name=value)")
 
     ingest = sub.add_parser("ingest", help="load one UTC date of raw logs into cdn_logs")
     ingest.add_argument("--date", type=iso_date, default=None)
@@ -119,7 +122,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     result = generate_logs(
         args.date, args.distributions, args.rows, args.seed, args.out,
-        files_per_hour=args.files_per_hour, progress=sys.stderr.isatty(),
+        files_per_hour=args.files_per_hour, progress=sys.stderr.isatty(), fmt=args.format, hive=args.hive,
     )  # fmt: skip
     print(f"wrote {len(result.files)} files, {result.lines_written:,} lines "
           f"({result.malformed_lines:,} malformed) for {', '.join(result.distribution_ids)} to {args.out}")  # fmt: skip
@@ -139,28 +142,33 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cdnlake.run_settings import use_settings
+    from cdnlake.runners.local import start_spark_early
     from flows.daily import cdn_daily, local_prefect
 
     settings = _settings(args)
-    with local_prefect(args.verbose):
+    start_spark_early(settings)  # the JVM starts while Prefect does
+    with local_prefect(args.verbose), use_settings(settings):  # the flow's settings: never a parameter
         summary = cdn_daily(
-            date=args.date, distributions=list(settings.distributions) or None,
-            resend_email=args.resend_email, settings=settings,
+            date=args.date, distributions=list(settings.distributions) or None, resend_email=args.resend_email,
         )  # fmt: skip
     _print(summary)
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from cdnlake.run_settings import use_settings
     from flows.daily import cdn_backfill, local_prefect
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
+    from cdnlake.runners.local import start_spark_early
+
     settings = _settings(args)
-    with local_prefect(args.verbose):
+    start_spark_early(settings)
+    with local_prefect(args.verbose), use_settings(settings):
         _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
-                            resend_email=args.resend_email, settings=settings,
-                            concurrency=args.concurrency))  # fmt: skip
+                            resend_email=args.resend_email, concurrency=args.concurrency))  # fmt: skip
     return 0
 
 

@@ -55,6 +55,7 @@ def _newest_email(outbox: Path, date: dt.date) -> Path | None:
 
 def run_demo(settings: Settings, date: dt.date = DEMO_DATE, rows: int = DEMO_ROWS) -> int:
     """Generate D-2..D, run the daily flow for D and print where the outputs are; returns an exit code."""
+    from cdnlake.run_settings import use_settings
     from flows.daily import cdn_daily
 
     if any(str(loc).startswith("s3") for loc in (settings.source, settings.reports, settings.outbox)):
@@ -68,7 +69,8 @@ def run_demo(settings: Settings, date: dt.date = DEMO_DATE, rows: int = DEMO_ROW
     # Only name the demo's distributions when CDNLAKE_DISTRIBUTIONS would otherwise filter them out.
     ids = [d.lower() for d in generated[date].distribution_ids] if settings.distributions else None
     # Re-send: each demo run leaves a fresh e-mail to look at (the ledger would skip a second one).
-    summary = cdn_daily(date=date, distributions=ids, resend_email=True, settings=settings)
+    with use_settings(settings):
+        summary = cdn_daily(date=date, distributions=ids, resend_email=True)
     totals, report = summary["totals"], summary["report"]
     email = _newest_email(Path(settings.outbox), date) if not settings.ses_enabled else None
     print(f"\ndemo finished in {summary['duration_s']:.0f}s: {totals['requests']:,} requests on {date}, "

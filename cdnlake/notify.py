@@ -19,6 +19,7 @@ import logging
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -137,6 +138,14 @@ class SlackNotifier:
     def __repr__(self) -> str:  # never show the webhook (it grants posting rights)
         return "SlackNotifier(webhook_url=***)"
 
+    def _scrub(self, text: str) -> str:
+        """`text` without the webhook URL or any piece of its path (the token is in the path)."""
+        parts = urllib.parse.urlsplit(self._url)
+        for secret in sorted({self._url, parts.path, *parts.path.split("/"), parts.query}, key=len, reverse=True):
+            if len(secret) >= 6:
+                text = text.replace(secret, "***")
+        return text
+
     def _post(self, payload: bytes) -> None:
         request = urllib.request.Request(
             self._url, data=payload, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
@@ -159,9 +168,13 @@ class SlackNotifier:
                 problem = f"HTTP {exc.code}"
                 if exc.code < 500 and exc.code != 429:  # a bad request does not get better by repeating it
                     break
-            except (urllib.error.URLError, OSError) as exc:
-                # str(URLError) is "<urlopen error reason>": it does not contain the URL.
-                problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            except urllib.error.URLError as exc:
+                # str(URLError) is "<urlopen error reason>": the network's reason, scrubbed all the same.
+                problem = self._scrub(f"{type(exc).__name__}: {exc.reason}")
+            except Exception as exc:  # noqa: BLE001 - any other failure (http.client.InvalidURL, ValueError ...)
+                # Their messages may quote the URL, escaped in ways no scrubbing can foresee
+                # (InvalidURL: "URL can't contain control characters. '/services/…\\x7f'"): only the kind leaves.
+                problem = f"{type(exc).__name__} (message withheld: it may quote the webhook URL)"
             if attempt < attempts:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
         self._healthy = False

@@ -101,6 +101,8 @@ class ReportData:
     devices: pd.DataFrame = field(default_factory=lambda: _empty(("device_type", "requests")))
     os: pd.DataFrame = field(default_factory=lambda: _empty(("os", "requests")))
     browsers: pd.DataFrame = field(default_factory=lambda: _empty(("browser", "requests")))
+    # Viewer countries (top 15), from standard logging v2's c-country; empty for legacy-only days.
+    countries: pd.DataFrame = field(default_factory=lambda: _empty(("country", "requests", "bytes")))
     quality: dict[str, int] = field(default_factory=dict)
     crosscheck: CrossCheck | None = None  # only when the CloudWatch cross-check is configured
     ops: Operations | None = None  # alerts, late files, month usage: set by the daily flow

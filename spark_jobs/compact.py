@@ -33,9 +33,9 @@ def files_per_partition(spark: SparkSession, path: str, predicate: str) -> dict[
     return dict(Counter(re.search(r"/distro=([^/]+)/", f)[1] for f in files))  # type: ignore[index]
 
 
-def crowded_predicate(spark: SparkSession, path: str, predicate: str, max_files: int) -> str | None:
+def crowded_predicate(counts: dict[str, int], predicate: str, max_files: int) -> str | None:
     """`predicate` narrowed to the distro partitions with more than max_files files, or None."""
-    crowded = sorted(d for d, n in files_per_partition(spark, path, predicate).items() if n > max_files)
+    crowded = sorted(d for d, n in counts.items() if n > max_files)
     if not crowded:
         return None
     return f"({predicate}) AND distro IN (" + ", ".join(f"'{d}'" for d in crowded) + ")"
@@ -50,17 +50,18 @@ def run(spark: SparkSession, args: CompactParams) -> dict[str, Any]:
         if not table_exists(spark, args.warehouse, table):
             continue
         path = table_path(args.warehouse, table)
-        crowded = crowded_predicate(spark, path, predicate, args.max_files)
+        counts = files_per_partition(spark, path, predicate)
+        crowded = crowded_predicate(counts, predicate, args.max_files)
         added = removed = 0
         if crowded:
             metrics = DeltaTable.forPath(spark, path).optimize().where(crowded).executeCompaction()
             row = metrics.select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
             added, removed = (int(row[0]), int(row[1])) if row else (0, 0)
+            # Only after a rewrite are the files listed again: a run with nothing to do reads each log once.
+            counts = files_per_partition(spark, path, predicate) if table == "cdn_logs" else counts
         result["tables"][table] = {"files_added": added, "files_removed": removed}
-    if table_exists(spark, args.warehouse, "cdn_logs"):
-        result["files_per_partition"] = files_per_partition(
-            spark, table_path(args.warehouse, "cdn_logs"), predicate
-        )
+        if table == "cdn_logs":
+            result["files_per_partition"] = counts
     if args.vacuum:
         for table in COMPACTED_TABLES:
             if table_exists(spark, args.warehouse, table):

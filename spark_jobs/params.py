@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spark_jobs.contract import DISTRO_RE, location
+from spark_jobs.log_fields import field_delimiter
 
 _TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$")
 
@@ -28,7 +29,7 @@ def _check_distributions(values: tuple[str, ...] | None) -> None:
             raise ValueError(f"not a CloudFront distribution id: {d!r}")
 
 
-def _check_zone(value: str) -> None:
+def check_zone(value: str) -> None:
     """An IANA zone name; it ends up in a replaceWhere predicate, so only plain names pass."""
     try:
         if not _TZ_RE.match(value):
@@ -98,11 +99,13 @@ class IngestParams(JobParams):
     run_id: str | None = None
     anonymize_ip: str = "truncate"
     keep_cookies: bool = False
+    v2_delimiter: str = "tab"  # of standard logging v2 text deliveries; `tab` or one character
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.anonymize_ip not in ("none", "truncate", "hash"):
             raise ValueError(f"anonymize_ip: none, truncate or hash (got {self.anonymize_ip!r})")
+        field_delimiter(self.v2_delimiter)  # raises ValueError naming what is allowed
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class AggregateParams(JobParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_zone(self.report_tz)
+        check_zone(self.report_tz)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from spark_jobs.contract import TABLES, table_path, to_hadoop_uri
-from spark_jobs.raw_reader import parse_file_name
+from spark_jobs.log_keys import listed_as
 
 __all__ = ["TABLES", "RawFile", "SourceNotFoundError", "list_raw_files", "table_exists", "table_path", "to_hadoop_uri"]
 
@@ -47,7 +47,8 @@ def list_raw_files(
     dates: set[dt.date],
     distributions: set[str] | None = None,
 ) -> list[RawFile]:
-    """Every CloudFront log file under `source` (any depth) whose name's hour falls on `dates`."""
+    """Every CloudFront log file under `source` (any depth) of `dates`, by its name or key path
+    (legacy and standard logging v2 layouts; spark_jobs/log_keys.py)."""
     path, fs = _hadoop_fs(spark, source)
     if not fs.exists(path):
         raise SourceNotFoundError(f"raw log location {source} does not exist")
@@ -57,12 +58,9 @@ def list_raw_files(
     while files.hasNext():
         status = files.next()
         name_path = status.getPath().toString()
-        parsed = parse_file_name(name_path)
-        if parsed is None or parsed[1] not in wanted:
+        modified_ms = int(status.getModificationTime())
+        listed = listed_as(name_path, dt.datetime.fromtimestamp(modified_ms / 1000, dt.UTC).date(), wanted)
+        if listed is None or (distributions and listed[0] not in distributions):
             continue
-        if distributions and parsed[0] not in distributions:
-            continue
-        found.append(
-            RawFile(name_path, int(status.getLen()), int(status.getModificationTime()), *parsed)
-        )
+        found.append(RawFile(name_path, int(status.getLen()), modified_ms, *listed))
     return sorted(found, key=lambda f: f.path)

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.jvm import SHORT_LIVED_JVM_OPTS
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
@@ -17,7 +19,10 @@ def spark() -> Iterator[object]:
     session = build_session(
         "local[2]",
         app_name="cdnlake-tests",
-        extra_conf={"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"},
+        # The quick C1 compiler and the serial collector: the session's tiny jobs never repay C2's
+        # warm-up on 2 shared cores (the same options as the tests' short-lived JVMs).
+        extra_conf={"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2",
+                    "spark.driver.extraJavaOptions": SHORT_LIVED_JVM_OPTS},  # fmt: skip
     )
     yield session
     session.stop()

@@ -7,9 +7,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
-from spark_jobs import aggregate
+from spark_jobs import aggregate, top_lists
 from spark_jobs.schema import CDN_LOGS_SCHEMA
 from spark_jobs.storage import table_path
 
@@ -200,16 +201,49 @@ def test_referrer_domain_extraction(spark: Any) -> None:
 def test_viewers_keep_all_devices_and_top_ten_os_and_browsers(spark: Any) -> None:
     rows = [log_row("2024-05-01 10:00:00", device=f"d{i:02}", os=f"os{i:02}", browser=f"b{i:02}")
             for i in range(12) for _ in range(12 - i)]  # fmt: skip
-    day = spark.createDataFrame(rows, CDN_LOGS_SCHEMA).transform(aggregate.with_referrer_domain)
-    viewers = (
-        day.transform(aggregate.agg_level1)
-        .transform(aggregate.agg_small_dimensions)
-        .transform(aggregate.viewers)
-        .collect()
+    viewers = top_lists.top_list_rows(spark.createDataFrame(rows, CDN_LOGS_SCHEMA))["stats_viewers"]
+    assert viewers.groupby("dimension").size().to_dict() == {"device_type": 12, "os": 10, "browser": 10}
+    os_rows = viewers[viewers["dimension"] == "os"]
+    assert list(os_rows["rank"]) == list(range(1, 11))
+    assert min(zip(os_rows["requests"], os_rows["value"], strict=True)) == (3, "os09")
+
+
+def test_ranking_breaks_ties_by_value_with_nulls_last() -> None:
+    rows = pd.DataFrame({"value": ["b", None, "a", "c", "é"], "request_count": [5, 5, 5, 7, 5]})
+    ranked = top_lists.ranked(rows, limit=4)
+    # 7 first; the 5s by value, code point order ("é" after ASCII, as Spark's UTF-8 byte order), NULL last.
+    assert list(zip(ranked["rank"], ranked["value"], strict=True)) == [(1, "c"), (2, "a"), (3, "b"), (4, "é")]
+    assert len(top_lists.ranked(rows, limit=None)) == 5
+
+
+def test_minutes_roll_up_to_hours_exactly() -> None:
+    big = 2**40  # far beyond float32, exact in int64
+    minutes = pd.DataFrame(
+        {"distro": ["e1", "e1", "e1", "e2"], "dt": ["2024-05-01"] * 4, "minute": [59, 60, 119, 60]}
+        | {m: [1, 2, 3, 4] for m in aggregate.MEASURES}
     )
-    counts = {d: sum(1 for r in viewers if r["dimension"] == d) for d in ("device_type", "os", "browser")}
-    assert counts == {"device_type": 12, "os": 10, "browser": 10}
-    assert min((r["requests"], r["value"]) for r in viewers if r["dimension"] == "os") == (3, "os09")
+    minutes["bytes_requested"] = [big, big + 1, 1, 5]
+    hours = aggregate.hourly_rows(minutes)
+    assert hours[["distro", "hour", "request_count", "bytes_requested"]].values.tolist() == [
+        ["e1", 0, 1, big], ["e1", 1, 5, big + 2], ["e2", 1, 4, 5]
+    ]  # fmt: skip
+
+
+def test_a_failing_table_write_fails_the_run(spark: Any, tmp_path: Path) -> None:
+    def hourly(date: str) -> pd.DataFrame:
+        return pd.DataFrame([["e1", date, 0, *[1] * len(aggregate.MEASURES)]],
+                            columns=["distro", "dt", "hour", *aggregate.MEASURES])  # fmt: skip
+
+    def write(date: str) -> aggregate.TableWrite:
+        return aggregate.TableWrite("stats_hourly", hourly(date), aggregate.HOURLY_SCHEMA, "dt IN ('2024-05-01')", "dt")
+
+    aggregate.write_tables(spark, str(tmp_path), [write("2024-05-01")])
+    minute = pd.DataFrame({"distro": ["e1"], "dt": ["2024-05-01"], "minute": [1], "request_count": [1], "bytes": [1]})
+    good = aggregate.TableWrite("stats_minute", minute, aggregate.MINUTE_SCHEMA, "dt IN ('2024-05-01')", "dt")
+    # Rows outside their replaceWhere predicate: Delta refuses them in the writer's thread; the run fails.
+    with pytest.raises(Exception, match="(?i)replaceWhere|conform|REPLACE_WHERE"):
+        aggregate.write_tables(spark, str(tmp_path), [good, write("2024-04-01")])
+    assert read(spark, str(tmp_path), "stats_hourly").count() == 1  # the table keeps its rows
 
 
 def test_report_day_bounds() -> None:

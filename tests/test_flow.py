@@ -37,6 +37,7 @@ from cdnlake.runners import local as runner_module
 from cdnlake.settings import Settings, load_settings
 from flows import daily
 from flows.artifacts import CSV_KEY, INSIGHTS_KEY, PDF_KEY, SUMMARY_KEY
+from tests.flow_runs import run_flow
 
 D = dt.date(2024, 6, 9)
 DAYS = [D - dt.timedelta(days=2), D - dt.timedelta(days=1), D]
@@ -220,8 +221,6 @@ def first_run(prefect_server: None, shared_spark: None, spark: Any, dataset: Any
 
     Slack is down (the stand-in answers 503): the run must still complete.
     """
-    from spark_jobs.ingest import HASH_KEY_CONF
-
     root, _ = dataset
     environment = fake_environment(slack_down.url)
     run_output.secrets = secret_values(environment)
@@ -234,12 +233,9 @@ def first_run(prefect_server: None, shared_spark: None, spark: Any, dataset: Any
             settings = load_settings(source=str(root / "landing"), warehouse=str(root / "warehouse"),
                                      reports=str(root / "reports"), outbox=str(root / "outbox"),
                                      spark_master=MASTER)  # fmt: skip
-            # What the local runner does when it builds its session (shared_spark reuses the tests' one).
-            spark.conf.set(HASH_KEY_CONF, settings.ip_hash_key)
             with captured(request, run_output):
-                summary = daily.cdn_daily(date=D, settings=settings)
+                summary = run_flow(daily.cdn_daily, settings, date=D)
     finally:
-        spark.conf.unset(HASH_KEY_CONF)
         logging.getLogger("cdnlake.notify").removeHandler(records)
     run_output.slack_posts = list(slack_down.posts)
     return settings, summary, records.messages
@@ -384,7 +380,7 @@ def test_artifacts_and_masked_parameters(first_run: Any) -> None:
         assert link is not None and "(file://" in str(link.data) and name in str(link.data)  # stored as markdown
     with get_client(sync_client=True) as client:
         stored = client.read_flow_run(summary["flow_run_id"]).parameters
-    assert stored["settings"]["slack_webhook_url"] == "***set***"  # the webhook never reaches the database
+    assert stored == {"date": D.isoformat(), "distributions": None, "resend_email": False}  # no settings at all
 
 
 def test_no_fake_secret_in_any_output_of_the_run(first_run: Any, run_output: RunOutput, dataset: Any) -> None:
@@ -409,7 +405,8 @@ def test_no_fake_secret_in_any_output_of_the_run(first_run: Any, run_output: Run
     assert any(where == "prefect logs" for where, _ in prefect)
     files = list(output_files(root))
     names = {where for where, _ in files}
-    for expected in ("cdn_report.pdf", "cdn_statistics.csv", "summary.json", ".eml", "sent_ledger.json"):
+    expected_files = ("cdn_report.pdf", "cdn_statistics.csv", "summary.json", ".eml", f"_email_ledger/{D}/all.json")
+    for expected in expected_files:
         assert any(name.endswith(expected) for name in names), expected
     assert any("_delta_log" in name for name in names) and any(name.endswith(".parquet") for name in names)
     assert leaks(sources + prefect + files, secrets) == []
@@ -469,12 +466,12 @@ def test_second_run_sends_no_second_email(first_run: Any, dataset: Any, monkeypa
     for spark_stage in (daily.ingest_task, daily.compact_task, daily.reconcile_task):
         monkeypatch.setattr(spark_stage, "fn", lambda settings, date, distributions: {"date": str(date)})
     monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
-    again = daily.cdn_daily(date=D, settings=settings)
+    again = run_flow(daily.cdn_daily, settings, date=D)
     assert again["dates_ingested"] == [D.isoformat()]  # D-2 and D-1 are in the warehouse now
     assert again["totals"] == first["totals"]
     assert again["email"]["sent"] is False and "already sent" in again["email"]["detail"]
     assert len(list((root / "outbox").glob(f"{D}_*.eml"))) == 1
-    resent = daily.cdn_daily(date=D, resend_email=True, settings=settings)
+    resent = run_flow(daily.cdn_daily, settings, date=D, resend_email=True)
     assert resent["email"]["sent"] is True
     assert len(list((root / "outbox").glob(f"{D}_*.eml"))) == 2
 
@@ -550,7 +547,7 @@ def test_no_raw_files_stops_with_a_clear_error_and_an_sms(prefect_server: None, 
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
         settings = make_settings(tmp_path, sns_topic_arn=topic)
         with pytest.raises(pipeline.StageStopped, match="no raw log files for 2024-06-09.*CDNLAKE_ON_ANOMALY"):
-            daily.cdn_daily(date=D, settings=settings)
+            run_flow(daily.cdn_daily, settings, date=D)
         bodies = [json.loads(m["Body"])["Message"] for m in sqs.receive_message(QueueUrl=queue)["Messages"]]
     assert len(bodies) == 1  # failures only: no BEGIN/running/WARNING by SMS
     assert "FAILED cdn-daily 2024-06-09 at check (1/7): StageStopped: raw files of 2024-06-09" in bodies[0]
@@ -560,7 +557,7 @@ def test_no_raw_files_stops_with_a_clear_error_and_an_sms(prefect_server: None, 
 def test_on_anomaly_continue_goes_on(fakes: Any, tmp_path: Path) -> None:
     stages, recorder = fakes
     (tmp_path / "landing").mkdir()
-    summary = daily.cdn_daily(date=D, settings=make_settings(tmp_path, on_anomaly="continue"))
+    summary = run_flow(daily.cdn_daily, make_settings(tmp_path, on_anomaly="continue"), date=D)
     assert any("no raw log files" in a for a in summary["anomalies"])
     assert recorder.kinds()[:3] == [("begin", None), ("running", "check"), ("warning", None)]
     assert "continuing" in str(recorder.events[2].detail)
@@ -578,7 +575,7 @@ def test_reconciliation_failure_sends_no_email_and_alerts(fakes: Any, tmp_path: 
 
     monkeypatch.setattr(daily.reconcile_task, "fn", mismatch)
     with pytest.raises(ReconciliationError, match="statistics 9 != raw rows 10"):
-        daily.cdn_daily(date=D, resend_email=True, settings=make_settings(tmp_path))
+        run_flow(daily.cdn_daily, make_settings(tmp_path), date=D, resend_email=True)
     assert stages.emails == []
     failed = recorder.events[-1]
     assert (failed.kind, failed.stage, failed.step) == ("failed", "reconcile", 5)
@@ -589,7 +586,7 @@ def test_concurrent_backfill_takes_turns_writing(fakes: Any, tmp_path: Path, mon
     stages, _ = fakes
     monkeypatch.setattr(daily.check_raw_files_task, "fn", good_check)
     settings = make_settings(tmp_path)
-    result = daily.cdn_backfill(start=DAYS[0], end=D, settings=settings, concurrency=3)
+    result = run_flow(daily.cdn_backfill, settings, start=DAYS[0], end=D, concurrency=3)
     assert [r["status"] for r in result["dates"].values()] == ["completed"] * 3
     assert stages.max_writers == 1  # no global limit yet: the process lock serialised the writes
     assert sorted(stages.emails) == [d.isoformat() for d in DAYS]
@@ -601,7 +598,7 @@ def test_concurrent_backfill_takes_turns_writing(fakes: Any, tmp_path: Path, mon
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=daily.WRITE_LIMIT, limit=1))
     monkeypatch.setattr(daily, "_LOCAL_WRITES", threading.Lock())
     stages.max_writers = 0
-    daily.cdn_backfill(start=DAYS[1], end=D, settings=settings, concurrency=2)
+    run_flow(daily.cdn_backfill, settings, start=DAYS[1], end=D, concurrency=2)
     assert stages.max_writers == 1  # now the Prefect global concurrency limit did it
 
 
@@ -614,7 +611,7 @@ def test_sequential_backfill_lists_failed_dates(fakes: Any, tmp_path: Path, monk
 
     monkeypatch.setattr(daily.check_raw_files_task, "fn", check)
     with pytest.raises(daily.BackfillError, match=f"1 of 3 dates failed: {DAYS[1]}"):
-        daily.cdn_backfill(start=DAYS[0], end=D, settings=make_settings(tmp_path))
+        run_flow(daily.cdn_backfill, make_settings(tmp_path), start=DAYS[0], end=D)
     assert stages.emails == [DAYS[0].isoformat(), D.isoformat()]  # the other dates still ran, in order
 
 

@@ -55,7 +55,8 @@ def test_defaults_agree_with_the_jobs_parser(job: str) -> None:
 def test_argv_of_hand_built_ingest() -> None:
     argv = IngestParams(D, "s3://logs/cf", "s3://wh/w", ("e1abc",), keep_cookies=True).to_argv()
     assert argv == ["--date", "2024-06-09", "--source", "s3://logs/cf", "--warehouse", "s3://wh/w",
-                    "--distributions", "e1abc", "--anonymize-ip", "truncate", "--keep-cookies"]  # fmt: skip
+                    "--distributions", "e1abc", "--anonymize-ip", "truncate", "--keep-cookies",
+                    "--v2-delimiter", "tab"]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -32,9 +32,11 @@ class InProcessRunner:
 
     _lock = threading.Lock()
 
-    def __init__(self, master: str, driver_memory: str = "4g", extra_conf: dict[str, str] | None = None):
+    def __init__(self, master: str, driver_memory: str = "4g", extra_conf: dict[str, str] | None = None,
+                 ip_hash_key: str = "") -> None:  # fmt: skip
         self.master = master
         self.conf = {"spark.driver.memory": driver_memory, **(extra_conf or {})}
+        self.ip_hash_key = ip_hash_key  # handed to the ingest job in-process: never on a command line
         self._spark: Any = None
 
     def session(self) -> Any:
@@ -45,6 +47,22 @@ class InProcessRunner:
                 self._spark = build_session(self.master, app_name="cdnlake", extra_conf=self.conf)
             return self._spark
 
+    def start_in_background(self) -> threading.Thread:
+        """Build the session in a thread while the caller starts Prefect (the JVM takes seconds to start).
+
+        The first job waits on the same lock; a failure here is left for that job to hit and report.
+        """
+
+        def build() -> None:
+            try:
+                self.session()
+            except Exception:  # noqa: BLE001 - the first job builds again and raises with context
+                log.debug("starting Spark in the background failed", exc_info=True)
+
+        thread = threading.Thread(target=build, name="cdnlake-spark-start", daemon=True)
+        thread.start()
+        return thread
+
     def run_job(self, params: JobParams) -> dict[str, Any]:
         """`spark_jobs.<job>.run(spark, params)` in this process: no command line, no re-parsing."""
         job = job_module(params.job)
@@ -52,6 +70,8 @@ class InProcessRunner:
         from py4j.protocol import Py4JJavaError
 
         try:
+            if params.job == "ingest":  # the key goes in-process, never through a command line
+                return job.run(self.session(), params, ip_hash_key=self.ip_hash_key)
             return job.run(self.session(), params)
         except Py4JJavaError as exc:  # Python errors (e.g. a failed reconciliation) pass unchanged
             raise JobFailedError(f"{params.job}: {summarize_spark_error(exc)}") from exc
@@ -77,9 +97,16 @@ def runner_for(settings: Settings) -> SparkRunner:
         raise ValueError(f"CDNLAKE_SPARK_MASTER must be spark://host:port for standalone, got {master!r}")
     key = (settings.spark_runner, master)
     if key not in _RUNNERS:
-        # The hash key travels as Spark conf; Spark redacts "secret" keys in its UI and logs.
-        extra = settings.spark_conf_pairs()
-        if settings.ip_hash_key:
-            extra["spark.cdnlake.ip.hash.secret"] = settings.ip_hash_key
-        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, extra)
-    return _RUNNERS[key]
+        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, settings.spark_conf_pairs())
+    runner = _RUNNERS[key]
+    if isinstance(runner, InProcessRunner):
+        runner.ip_hash_key = settings.ip_hash_key  # the caller's key (the session is shared, the key is not conf)
+    return runner
+
+
+def start_spark_early(settings: Settings) -> threading.Thread | None:
+    """Start the in-process runner's SparkSession now, in the background (no-op on Kubernetes)."""
+    if settings.spark_runner == "kubernetes":
+        return None
+    runner = runner_for(settings)
+    return runner.start_in_background() if isinstance(runner, InProcessRunner) else None

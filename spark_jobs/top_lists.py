@@ -1,0 +1,144 @@
+"""Top lists of a report day: objects, referrer domains, edge locations, viewers' devices/OS/browsers/countries.
+
+Spark does the one scan of the day (two grouping sets, aggregate.agg_level1 style) and returns what
+is small: the top objects (taken in order, no full sort) and one row per value of the five small
+dimensions. The ranking and the four tables' rows are then built on the driver: a few thousand rows,
+where a Spark sort, window and job per table cost seconds of fixed cost each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from spark_jobs.measures import MEASURES, measure_aggs
+
+TOP_OBJECTS, TOP_REFERRERS, TOP_VIEWERS, TOP_COUNTRIES = 50, 25, 10, 15
+# Host of an absolute URL (`scheme://[user@]host[:port]/...`); anything else has no domain.
+_HOST_RE = r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^/?#@]*@)?(\[[^\]/]*\]|[^/?#:]+)"
+
+# Each small dimension: the column it ranks and how many rows it keeps (None: all of them).
+SMALL_DIMENSIONS: dict[str, tuple[str, int | None]] = {
+    "referrer": ("referrer_domain", TOP_REFERRERS),
+    "edge_location": ("edge_location", None),
+    "device_type": ("device_type", None),
+    "os": ("os", TOP_VIEWERS),
+    "browser": ("browser", TOP_VIEWERS),
+    "country": ("c_country", TOP_COUNTRIES),  # standard logging v2 rows only
+}
+_SMALL = [key for key, _ in SMALL_DIMENSIONS.values()]
+_OBJECT_ORDER = ("request_count", "distro", "value")
+
+# Columns of each table under ReportData's names, and their Delta types (declared once, here).
+TABLE_SCHEMAS: dict[str, str] = {
+    "stats_top_objects": (
+        "rank INT, distro STRING, uri STRING, requests BIGINT, hits BIGINT, misses BIGINT, hit_ratio DOUBLE, "
+        "bytes BIGINT, bytes_missed BIGINT, incomplete BIGINT, http2xx BIGINT, http3xx BIGINT, http4xx BIGINT, "
+        "http5xx BIGINT"
+    ),
+    "stats_top_referrers": "rank INT, referrer_domain STRING, requests BIGINT, bytes BIGINT",
+    "stats_edge_locations": "rank INT, edge_location STRING, requests BIGINT, bytes BIGINT, hit_ratio DOUBLE",
+    "stats_viewers": "dimension STRING, rank INT, value STRING, requests BIGINT, bytes BIGINT",
+}
+REPORT_KEYS = "report_date STRING, report_tz STRING"
+_RENAMED = {"request_count": "requests", "hit_count": "hits", "miss_count": "misses", "bytes_requested": "bytes",
+            "incomplete_count": "incomplete", **{f"http{n}xx_count": f"http{n}xx" for n in (2, 3, 4, 5)}}  # fmt: skip
+
+
+def with_referrer_domain(df: DataFrame) -> DataFrame:
+    host = F.lower(F.regexp_extract("cs_referer", _HOST_RE, 1))
+    return df.withColumn("referrer_domain", F.nullif(host, F.lit("")))
+
+
+def agg_level1(day: DataFrame) -> DataFrame:
+    """One scan and one shuffle of the rows, grouped twice: per (distro, uri) and per combination
+    of the five small dimensions (thousands, not millions). Rolling those combinations up later
+    costs far less than expanding every row six ways."""
+    if "c_country" not in day.columns:  # a cdn_logs made before standard logging v2 was read
+        day = day.withColumn("c_country", F.lit(None).cast("string"))
+    rows = day.select(
+        "distro", F.col("cs_uri_stem").alias("uri"), "referrer_domain",
+        F.col("x_edge_location").alias("edge_location"), "device_type", "os", "browser", "c_country",
+        "sc_bytes", "sc_status", "status_class", "x_edge_result_type", "x_edge_response_result_type",
+    )  # fmt: skip
+    return rows.groupingSets([["distro", "uri"], _SMALL], "distro", "uri", *_SMALL).agg(
+        F.grouping("uri").alias("combination"), *measure_aggs()
+    )
+
+
+def agg_small_dimensions(level1: DataFrame) -> DataFrame:
+    """(dimension, value, measures) per value of each small dimension, from the combinations.
+
+    Requests without a referrer domain or a country (legacy rows) are not listed under them.
+    """
+    dimension: Column = F.lit(None).cast("string")
+    for name, (key, _) in SMALL_DIMENSIONS.items():
+        dimension = F.when(F.grouping(key) == 0, F.lit(name)).otherwise(dimension)
+    rolled = level1.where(F.col("combination") == 1).groupingSets([[k] for k in _SMALL], *_SMALL)
+    # Outside its own grouping set every key is NULL, so coalesce picks the grouped one.
+    small = rolled.agg(dimension.alias("dimension"), *[F.sum(m).alias(m) for m in MEASURES])
+    small = small.select("dimension", F.coalesce(*_SMALL).alias("value"), *MEASURES)
+    return small.where(~F.col("dimension").isin("referrer", "country") | F.col("value").isNotNull())
+
+
+def top_objects_rows(level1: DataFrame, limit: int = TOP_OBJECTS) -> pd.DataFrame:
+    """The `limit` objects with most requests (ties: distro, then uri), in rank order."""
+    order = [F.col("request_count").desc(), F.col("distro").asc_nulls_first(), F.col("value").asc_nulls_last()]
+    objects = level1.where(F.col("combination") == 0).select("distro", F.col("uri").alias("value"), *MEASURES)
+    rows = objects.orderBy(*order).limit(limit).collect()  # taken in order: no sort of every object
+    return pd.DataFrame([r.asDict() for r in rows], columns=["distro", "value", *MEASURES])
+
+
+def ranked(rows: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """Rows by requests desc, then value (NULL last), cut to `limit`, with a 1-based rank.
+
+    Python orders str by code point, as Spark orders UTF-8 bytes: the same order.
+    """
+    ordered = rows.sort_values(["request_count", "value"], ascending=[False, True], na_position="last",
+                               kind="stable")  # fmt: skip
+    ordered = ordered.head(limit) if limit is not None else ordered
+    return ordered.assign(rank=range(1, len(ordered) + 1)).reset_index(drop=True)
+
+
+def _shown(rows: pd.DataFrame, table: str, value_name: str | None) -> pd.DataFrame:
+    """rows renamed to `table`'s columns (hit_ratio computed), in its schema's order."""
+    out = rows.rename(columns={**_RENAMED, **({"value": value_name} if value_name else {})})
+    if len(out):
+        out = out.assign(hit_ratio=out["hits"] / out["requests"])
+    else:
+        out = out.assign(hit_ratio=pd.Series(dtype="float64"))
+    return out[[c.split()[0] for c in TABLE_SCHEMAS[table].split(", ")]]
+
+
+def table_rows(objects: pd.DataFrame, small: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The four tables' rows from the top objects (in order) and the small dimensions' values."""
+    of = {name: small[small["dimension"] == name] for name in SMALL_DIMENSIONS}
+    top = {name: ranked(rows, SMALL_DIMENSIONS[name][1]) for name, rows in of.items()}
+    objects = objects.assign(rank=range(1, len(objects) + 1))
+    viewers = pd.concat([top[d] for d in ("device_type", "os", "browser", "country")], ignore_index=True)
+    return {
+        "stats_top_objects": _shown(objects, "stats_top_objects", "uri"),
+        "stats_top_referrers": _shown(top["referrer"], "stats_top_referrers", "referrer_domain"),
+        "stats_edge_locations": _shown(top["edge_location"], "stats_edge_locations", "edge_location"),
+        "stats_viewers": _shown(viewers, "stats_viewers", None),
+    }
+
+
+def top_list_rows(day: DataFrame) -> dict[str, pd.DataFrame]:
+    """Scan the report day's rows once (cached first level) and return the four tables' rows."""
+    from pyspark import StorageLevel
+
+    level1 = day.transform(with_referrer_domain).transform(agg_level1).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        small = level1.transform(agg_small_dimensions).toPandas()  # fills the cache
+        objects = top_objects_rows(level1)
+    finally:
+        level1.unpersist()
+    return table_rows(objects, small.astype({m: "int64" for m in MEASURES}))
+
+
+def schema_of(table: str, extra: Sequence[str] = (REPORT_KEYS,)) -> str:
+    return ", ".join([TABLE_SCHEMAS[table], *extra])
