@@ -109,14 +109,18 @@ def earlier_dates(date: dt.date, late_days: int) -> list[dt.date]:
     return [date - dt.timedelta(days=i) for i in range(max(late_days, WINDOW_EARLIER_DAYS), 0, -1)]
 
 
-def plan_ingest(date: dt.date, late_days: int, listed: Iterable[Listed], ingested: pd.DataFrame) -> IngestPlan:
+def plan_ingest(date: dt.date, late_days: int, listed: Iterable[Listed], ingested: pd.DataFrame,
+                distributions: set[str] | None = None) -> IngestPlan:  # fmt: skip
     """D always; an earlier date of D-`late_days`..D-1 with new or changed files; a date of the report
     window (D-2, D-1) that has files but nothing ingested yet.
 
-    `listed`: the source's files of the earlier dates; `ingested`: their ingest_files rows.
+    `listed`: the source's files of the earlier dates; `ingested`: their ingest_files rows (only those
+    of `distributions` count when given: a run for some distributions leaves the others alone).
     """
     if late_days < 0:
         raise ValueError(f"late_days must be 0 or more (got {late_days})")
+    if distributions and not ingested.empty:
+        ingested = ingested[ingested["distro"].isin(distributions)]
     earlier = earlier_dates(date, late_days)
     by_date: dict[str, list[Listed]] = {}
     for f in listed:

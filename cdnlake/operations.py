@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from cdnlake import report_data
+from cdnlake.integrations import aws
 from cdnlake.late_files import IngestPlan, describe, lines_added
 from cdnlake.settings import Settings
 from reporting.alerts import HISTORY_DAYS, Alert, Thresholds, traffic_alerts
@@ -34,8 +35,9 @@ def thresholds(settings: Settings) -> Thresholds:
     )  # fmt: skip
 
 
-def local_hourly(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
-    """stats_hourly per distro, local date and hour from min(month start, D-7) to D."""
+def local_hourly(warehouse: Any, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
+    """stats_hourly per distro, local date and hour from min(month start, D-7) to D (`warehouse`: a
+    location or aws.warehouse(settings), as report_data.read_table takes)."""
     first = min(day.replace(day=1), day - dt.timedelta(days=HISTORY_DAYS))
     start, end = report_data.utc_range(day, tz, days=(day - first).days + 1)
     rows = report_data.read_table(warehouse, "stats_hourly", [("dt", "in", report_data.utc_dates(start, end))])
@@ -52,7 +54,7 @@ def local_hourly(warehouse: str, day: dt.date, tz: str, distributions: list[str]
 def build_operations(settings: Settings, day: dt.date, distributions: list[str] | None, peak: dict[str, Any],
                      late: dict[str, Any] | None) -> Operations:  # fmt: skip
     """Alerts and month usage of day D from the statistics; `late` is late_files_summary()'s dict."""
-    hourly = local_hourly(settings.warehouse, day, settings.report_tz, distributions)
+    hourly = local_hourly(aws.warehouse(settings), day, settings.report_tz, distributions)
     alerts = traffic_alerts(hourly, day, peak, thresholds(settings))
     daily = hourly.groupby("date")["bytes_requested"].sum() if not hourly.empty else pd.Series(dtype="int64")
     usage = month_usage(day, {str(d): int(b) for d, b in daily.items()})

@@ -94,14 +94,10 @@ def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] 
 def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] | None) -> IngestPlan:
     """D, and each earlier date with late or changed files, or with files but nothing loaded yet."""
     earlier = earlier_dates(date, settings.late_days)
-    loaded = report_data.read_table(
-        aws.warehouse(settings), "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])]
-    )
-    if distributions and not loaded.empty:
-        loaded = loaded[loaded["distro"].isin(distributions)]
+    loaded = report_data.read_table(aws.warehouse(settings), "ingest_files", [("dt", "in", [str(d) for d in earlier])])
     wanted = set(distributions) if distributions else None
     listed = sources.list_source(settings.source, set(earlier), wanted, _s3_client(settings))
-    return plan_ingest(date, settings.late_days, listed, loaded)
+    return plan_ingest(date, settings.late_days, listed, loaded, wanted)
 
 
 def ingest_date(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 
 def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int, float]]:
+    """(uri, size, modification time in epoch seconds) of every object or file under `source`."""
     if source.startswith(("s3://", "s3a://")):
         bucket, prefix = _split_s3(source)
         if s3_client is None:

@@ -582,7 +582,8 @@ def test_a_run_that_loses_its_lock_stops_before_writing_or_emailing(
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(key, value)
     emails: list[str] = []
-    def email(settings: Settings, date: dt.date, distributions: Any, resend: bool, crosscheck: Any = None) -> None:
+    def email(settings: Settings, date: dt.date, distributions: Any, resend: bool, crosscheck: Any = None,
+              late: Any = None) -> None:
         emails.append(str(date))
 
     monkeypatch.setattr(daily.send_email_task, "fn", email)

@@ -706,7 +706,7 @@ def test_next_day_run_picks_up_a_late_file_and_raises_a_5xx_alert(
     spike_file = spike_source.with_name(f"{distro}.{nxt}-05.spike1.gz")
     copy_with_new_ids(spike_source, spike_file, "spike", status="503")
     run = make_settings(tmp_path, slack_webhook_url=settings.slack_webhook_url)
-    summary = daily.cdn_daily(date=nxt, settings=run)
+    summary = run_flow(daily.cdn_daily, run, date=nxt)
 
     assert summary["dates_ingested"] == [D.isoformat(), nxt.isoformat()]  # D-1 is unchanged: not reloaded
     _, late_valid = count_valid_lines([late_file])

@@ -131,3 +131,11 @@ def test_the_source_listing_gives_modification_times_locally_and_on_s3(
         (remote,) = list_source("s3://cdnlake-raw/cf", {dt.date(2024, 6, 8)}, None, s3)
     assert (remote.uri, remote.size, remote.modified) == ("s3://cdnlake-raw/cf/E1.2024-06-08-01.abc.gz", 5,
                                                           stored.timestamp())  # fmt: skip
+
+
+def test_a_run_for_some_distributions_compares_only_their_files() -> None:
+    d1 = "2024-06-08"
+    loaded = ingested([(d1, name(d1, 1), 100, 7)]).assign(distro="e2")  # only e2 was loaded for D-1
+    listed = [Listed(name(d1, 1), 100, d1)]  # e1's file (the listing is filtered by distribution)
+    assert plan_ingest(D, 2, listed, loaded, {"e1"}).dates == [dt.date(2024, 6, 8), D]  # nothing of e1 yet
+    assert plan_ingest(D, 2, listed, loaded).dates == [D]
