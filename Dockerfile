@@ -25,6 +25,7 @@ WORKDIR /opt/cdnlake
 # Dependencies first: this layer is rebuilt only when the lock file changes.
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
+COPY cdnlake ./cdnlake
 COPY flows ./flows
 COPY spark_jobs ./spark_jobs
 COPY reporting ./reporting
@@ -32,7 +33,7 @@ COPY reporting ./reporting
 # Operator also finds local:///opt/cdnlake/spark_jobs/<job>.py), then pre-compiles it because
 # the runtime user cannot write __pycache__ next to root-owned sources.
 RUN uv sync --frozen --no-dev \
- && python -m compileall -q flows spark_jobs reporting
+ && python -m compileall -q cdnlake flows spark_jobs reporting
 
 # ---------------------------------------------------------------------------------------------
 # jars: what spark.jars.packages of spark_jobs/session.py resolves (io.delta:delta-spark_4.1_2.13

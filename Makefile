@@ -29,7 +29,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy spark_jobs/raw_reader.py spark_jobs/arrow_parse.py spark_jobs/args.py flows/settings.py reporting
+	$(VENV)/bin/mypy spark_jobs/raw_reader.py spark_jobs/arrow_parse.py spark_jobs/args.py cdnlake/settings.py reporting
 
 # BENCH_ARGS="--scaling" adds 0.5M and 8M lines; "--full-run" times `cdnlake run`; "--rows N",
 # "--driver-memory 2g" (bench/run.py --help).

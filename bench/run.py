@@ -67,7 +67,7 @@ def dir_size(path: Path) -> int:
 
 
 def generate(rows: int) -> Path:
-    from flows.sample_logs import generate_logs
+    from cdnlake.sample_logs import generate_logs
 
     landing = OUT / f"landing-{rows}"
     if not (landing / ".done").exists():

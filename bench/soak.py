@@ -46,7 +46,7 @@ def jvm_heap_after_gc() -> int | None:
     The JVM keeps the heap it has grown to (up to spark.driver.memory), so its RSS says little
     about a leak; the live heap after a collection does.
     """
-    from flows import runner
+    from cdnlake.runners import local as runner
 
     for candidate in list(runner._RUNNERS.values()):  # the in-process runner's shared session
         spark = getattr(candidate, "_spark", None)
@@ -73,7 +73,7 @@ def table_digests(warehouse: str) -> dict[str, dict[str, list[Any]]]:
     import pyarrow.compute as pc
     from deltalake import DeltaTable
 
-    from spark_jobs.storage import TABLES
+    from spark_jobs.contract import TABLES
 
     digests: dict[str, dict[str, list[Any]]] = {}
     for table in TABLES:
@@ -111,7 +111,7 @@ def differences(first: dict[str, dict[str, list[Any]]], second: dict[str, dict[s
 
 # ---------------------------------------------------------------- the soak
 def generate(landing: Path, dates: list[dt.date], distributions: int, rows: int, seed: int) -> int:
-    from flows.demo import generate_days
+    from cdnlake.demo import generate_days
 
     started = time.perf_counter()
     generated = generate_days(landing, dates, distributions, [rows] * len(dates), seed)
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(json.dumps(table_digests(args.digest)))
         return 0
 
-    from flows.settings import load_settings
+    from cdnlake.settings import load_settings
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     out: Path = args.out

@@ -11,6 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
 from reporting.insights import day_header
 
 log = logging.getLogger(__name__)
@@ -110,6 +113,7 @@ def insights_rows(summary: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+@task(name="publish-artifacts", cache_policy=NO_CACHE)
 def publish_artifacts(summary: dict[str, Any]) -> list[str]:
     """Create the markdown, table and link artifacts of a run; returns the keys created."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact

@@ -13,7 +13,7 @@ tables at the same time. Create it once per Prefect server:
 
 Without it the writes are serialised within the process only (and a line says so).
 
-Besides, a run holds the lock of every date it writes (flows/locks.py: a lock file or S3 object
+Besides, a run holds the lock of every date it writes (cdnlake/locks.py: a lock file or S3 object
 under the warehouse, seen by every process) from ingest to the e-mail, so a second run of the same
 date started anywhere waits for the first (CDNLAKE_LOCK_WAIT_SECONDS) or fails saying who holds it.
 The date locks are taken before the global limit's slot, in date order: no run waits for a slot
@@ -28,7 +28,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from prefect import Flow, task
 from prefect.cache_policies import NO_CACHE
@@ -36,10 +35,11 @@ from prefect.concurrency.sync import concurrency as global_concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows import locks, pipeline
+from cdnlake import locks, pipeline
+from cdnlake.notify import StageProgress, notifier_from_settings
+from cdnlake.settings import Settings, load_settings
 from flows.artifacts import day_totals, flow_run_id, ingest_totals, publish_artifacts, run_url
-from flows.notify import StageProgress, notifier_from_settings
-from flows.settings import Settings, load_settings
+from spark_jobs.contract import default_date
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _flow(**options: Any) -> Any:
 
 
 # ---------------------------------------------------------------- tasks (one per stage)
-# The stages are plain functions of flows.pipeline; these wrap them one-to-one.
+# The stages are plain functions of cdnlake.pipeline; these wrap them one-to-one.
 check_raw_files_task = task(name="check-raw-files", **_IO)(pipeline.check_raw_files)
 dates_to_ingest_task = task(name="dates-to-ingest", **_IO)(pipeline.dates_to_ingest)
 ingest_task = task(name="ingest", task_run_name="ingest-{date}", **_SPARK)(pipeline.ingest_date)
@@ -94,12 +94,6 @@ reconcile_task = task(name="reconcile", task_run_name="reconcile-{date}", retrie
 catalog_task = task(name="register-catalog", **_IO)(pipeline.register_catalog)
 # Never raises (a CloudWatch outage must not block the report); None when not configured.
 crosscheck_task = task(name="cloudwatch-crosscheck", cache_policy=NO_CACHE)(pipeline.safe_crosscheck)
-
-
-def default_date(settings: Settings, now: dt.datetime | None = None) -> dt.date:
-    """Yesterday in the report time zone: the last complete day when the schedule fires."""
-    current = (now or dt.datetime.now(dt.UTC)).astimezone(ZoneInfo(settings.report_tz))
-    return current.date() - dt.timedelta(days=1)
 
 
 def _limit_exists(name: str) -> bool:
@@ -194,7 +188,7 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
 def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: bool,
            settings: Settings | None) -> dict[str, Any]:  # fmt: skip
     settings = settings or load_settings()
-    day = date or default_date(settings)
+    day = date or default_date(settings.report_tz)
     wanted = [d.lower() for d in distributions] if distributions else list(settings.distributions) or None
     run = StageProgress(notifier_from_settings(settings), DAILY_FLOW, day, STAGES, wanted, run_url)
     run.event("begin")

@@ -7,14 +7,15 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.settings import Settings, load_settings
+from cdnlake.settings import Settings, load_settings
+from spark_jobs.contract import default_date
 
 WEEK = 7
 
 
 @task(retries=2, retry_delay_seconds=30)
 def analyze_week(settings: Settings, start: dt.date, end: dt.date) -> dict[str, Any]:
-    from flows.misses import analyze_misses
+    from cdnlake.misses import analyze_misses
 
     return analyze_misses(settings, start, end, list(settings.distributions) or None)
 
@@ -23,7 +24,7 @@ def analyze_week(settings: Settings, start: dt.date, end: dt.date) -> dict[str, 
 def cdn_weekly_misses(end: dt.date | None = None, settings: Settings | None = None) -> dict[str, Any]:
     """Rules for the 7 days ending with `end` (default: yesterday); writes the miss page and CSVs."""
     settings = settings or load_settings()
-    end = end or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    end = end or default_date(settings.report_tz)
     start = end - dt.timedelta(days=WEEK - 1)
     result = analyze_week(settings, start, end)
     try:

@@ -12,21 +12,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-# Order matters: it is the column order of cdn_statistics.csv (SPEC section 5).
-MEASURES: tuple[str, ...] = (
-    "request_count",
-    "hit_count",
-    "miss_count",
-    "refresh_hit_count",
-    "error_count",
-    "incomplete_count",
-    "http2xx_count",
-    "http3xx_count",
-    "http4xx_count",
-    "http5xx_count",
-    "bytes_requested",
-    "bytes_missed",
-)
+# MEASURES: one list for the jobs and the report; its order is cdn_statistics.csv's (SPEC section 5).
+from spark_jobs.contract import MEASURES, report_window
 
 HOURS_IN_WINDOW = 72
 MINUTES_IN_DAY = 1440
@@ -46,7 +33,7 @@ CROSSCHECK_COLUMNS: tuple[str, ...] = (
 
 def window_dates(day: dt.date) -> list[dt.date]:
     """The three report days D-2, D-1, D, oldest first."""
-    return [day - dt.timedelta(days=offset) for offset in (2, 1, 0)]
+    return report_window(day)
 
 
 def _require_columns(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
@@ -65,7 +52,7 @@ def _pct(value: float | None) -> str:
 
 @dataclass(frozen=True)
 class CrossCheck:
-    """Logs vs CloudFront's CloudWatch metrics for day D (computed by flows/cloudwatch.py).
+    """Logs vs CloudFront's CloudWatch metrics for day D (computed by cdnlake/integrations/cloudwatch.py).
 
     ``table`` has one row per distribution and a last ``total`` row (CROSSCHECK_COLUMNS; the
     ``*_diff_pct`` are (logs - CloudWatch) / CloudWatch in percent, None where undefined);
@@ -113,6 +100,8 @@ class ReportData:
     devices: pd.DataFrame = field(default_factory=lambda: _empty(("device_type", "requests")))
     os: pd.DataFrame = field(default_factory=lambda: _empty(("os", "requests")))
     browsers: pd.DataFrame = field(default_factory=lambda: _empty(("browser", "requests")))
+    # Viewer countries (top 15), from standard logging v2's c-country; empty for legacy-only days.
+    countries: pd.DataFrame = field(default_factory=lambda: _empty(("country", "requests", "bytes")))
     quality: dict[str, int] = field(default_factory=dict)
     crosscheck: CrossCheck | None = None  # only when the CloudWatch cross-check is configured
 

@@ -17,6 +17,7 @@ from reporting.insights import insights_tables
 from reporting.model import ReportData
 from reporting.pdf_charts import bandwidth_chart, hourly_charts
 from reporting.pdf_tables import (
+    countries_flowable,
     crosscheck_flowable,
     distributions_flowable,
     edges_flowable,
@@ -161,7 +162,15 @@ def _details(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) ->
         CondPageBreak(60 * mm),
         Paragraph("デバイス / OS / ブラウザ Viewers", st["h2"]),
         viewers_flowable(data, fonts, CONTENT_WIDTH),
+        *_countries(data, fonts, st),
     ]
+
+
+def _countries(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) -> list[Any]:
+    """Viewer countries, only where rows carry one (standard logging v2)."""
+    if data.countries.empty:
+        return []
+    return [CondPageBreak(60 * mm), Paragraph("国・地域 Viewer countries", st["h2"]), countries_flowable(data, fonts)]
 
 
 def _story(data: ReportData, fonts: FontSet) -> list[Any]:

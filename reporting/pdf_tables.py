@@ -163,6 +163,13 @@ def viewers_flowable(data: ReportData, fonts: FontSet, width: float) -> Table:
     return outer
 
 
+def countries_flowable(data: ReportData, fonts: FontSet) -> Table:
+    """Requests and bytes by viewer country; the share is of all of day D's requests (legacy rows
+    carry no country, so on a mixed day the shares add up to less than 100%)."""
+    total = _day_requests(data)
+    return _ranked(data.countries.head(15), "country", "Country", total, fonts, ["GB"], [16, 90, 62, 40, 62])
+
+
 def quality_flowable(data: ReportData, fonts: FontSet) -> Table:
     q = {k: int(v) for k, v in data.quality.items()}
     read, loaded, rejected = q.get("lines_read", 0), q.get("loaded", 0), q.get("rejected", 0)

@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 from spark_jobs import args as job_args
 from spark_jobs import top_lists
 from spark_jobs.measures import MEASURES, measure_aggs
+from spark_jobs.params import AggregateParams
 from spark_jobs.storage import table_exists, table_path
 from spark_jobs.top_lists import agg_level1, agg_small_dimensions, with_referrer_domain
 
@@ -121,7 +122,8 @@ class TableWrite:
 
 def write_replacing(df: DataFrame, path: str, predicate: str, partition: str) -> None:
     """Replace exactly the rows matching `predicate` (a re-run or a late file never duplicates)."""
-    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    # mergeSchema: a table of an earlier version gains new columns (stats_viewers' bytes).
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).option("mergeSchema", "true")
     writer.partitionBy(partition).save(path)
 
 
@@ -144,7 +146,7 @@ def write_tables(spark: SparkSession, warehouse: str, writes: Sequence[TableWrit
             future.result()
 
 
-def time_series_writes(logs: DataFrame, args: argparse.Namespace) -> tuple[list[dt.date], list[TableWrite]]:
+def time_series_writes(logs: DataFrame, args: AggregateParams) -> tuple[list[dt.date], list[TableWrite]]:
     """stats_minute and stats_hourly rows for the wanted dates that cdn_logs has (none: no writes)."""
     wanted = [args.date - dt.timedelta(days=n) for n in (2, 1, 0)] + list(args.dates or ())
     minutes = minute_rows(logs, wanted, args.distributions)
@@ -165,14 +167,14 @@ def _summary(present: Sequence[dt.date], writes: Sequence[TableWrite]) -> dict[s
     return {"dates": [d.isoformat() for d in present], "rows": rows}
 
 
-def write_time_series(logs: DataFrame, args: argparse.Namespace) -> dict[str, Any]:
+def write_time_series(logs: DataFrame, args: AggregateParams) -> dict[str, Any]:
     """stats_minute and stats_hourly for the wanted dates that cdn_logs has."""
     present, writes = time_series_writes(logs, args)
     write_tables(logs.sparkSession, args.warehouse, writes)
     return _summary(present, writes)
 
 
-def top_list_writes(logs: DataFrame, args: argparse.Namespace) -> list[TableWrite]:
+def top_list_writes(logs: DataFrame, args: AggregateParams) -> list[TableWrite]:
     """The four top-list tables' rows of report day D in args.report_tz (written even when empty)."""
     day = logs.transform(filter_report_day, args.date, args.report_tz, args.distributions)
     predicate = f"report_date = '{args.date.isoformat()}' AND report_tz = '{args.report_tz}'"
@@ -181,7 +183,7 @@ def top_list_writes(logs: DataFrame, args: argparse.Namespace) -> list[TableWrit
             for table, rows in top_lists.top_list_rows(day).items()]  # fmt: skip
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: AggregateParams) -> dict[str, Any]:
     """Rebuild the statistics of args.date (see module docstring); returns dates, rows, seconds."""
     started = time.monotonic()
     if not table_exists(spark, args.warehouse, "cdn_logs"):
@@ -208,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    job_args.run_main(build_parser(), run, argv)
+    job_args.run_main(build_parser(), run, argv, AggregateParams)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs.params import MissesParams
 from spark_jobs.storage import table_path
 
 # Item name -> column expression; the names are what the rules show (`name=value`).
@@ -115,7 +116,7 @@ def _write(df: DataFrame, warehouse: str, table: str, start: dt.date, end: dt.da
      .partitionBy("range_start").save(table_path(warehouse, table)))  # fmt: skip
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: MissesParams) -> dict[str, Any]:
     started = time.monotonic()
     if args.end < args.start:
         raise ValueError(f"--end {args.end} is before --start {args.start}")
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    job_args.run_main(build_parser(), run, argv)
+    job_args.run_main(build_parser(), run, argv, MissesParams)
 
 
 if __name__ == "__main__":

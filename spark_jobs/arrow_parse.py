@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from spark_jobs.schema import DECODED_FIELDS, FIELD_TYPES, LOG_FIELDS, N_FIELDS, snake
+from spark_jobs.schema import ALL_FIELDS, DECODED_FIELDS, FIELD_TYPES, snake
+from spark_jobs.tokens import Tokens
 
 _INT_RE = r"^-?[0-9]{1,18}$"
 _FLOAT_RE = r"^-?[0-9]{1,18}(\.[0-9]+)?([eE][-+]?[0-9]{1,3})?$"
@@ -39,6 +40,8 @@ def percent_decode(value: str) -> str:
 
 def _decode_column(values: pa.Array) -> pa.Array:
     """Percent-decode the distinct values only, then expand back to every row."""
+    if values.null_count == len(values):
+        return values
     encoded = pc.dictionary_encode(values)
     decoded = pa.array(
         [None if v is None else percent_decode(v) for v in encoded.dictionary.to_pylist()], pa.string()
@@ -46,50 +49,52 @@ def _decode_column(values: pa.Array) -> pa.Array:
     return decoded.take(encoded.indices)
 
 
-def _field_columns(lines: pa.Array, declared: np.ndarray) -> tuple[list[pa.Array], np.ndarray]:
-    """Canonical field i for every line (NULL if undeclared or `-`) and the column-count check."""
-    parts = pc.split_pattern(lines, "\t")
-    flat = parts.flatten()
-    offsets = parts.offsets.to_numpy()
-    starts, counts = offsets[:-1], np.diff(offsets)
-    last = flat.take(pa.array(offsets[1:] - 1)).to_numpy(zero_copy_only=False)
-    count_ok = (counts == declared) | ((counts == declared + 1) & (last == ""))
-    columns = []
-    for i in range(N_FIELDS):
-        present = (i < declared) & (i < counts)
-        taken = flat.take(pa.array(np.where(present, starts + i, 0)))
-        keep = pc.and_(pa.array(present), pc.not_equal(taken, "-"))
-        columns.append(pc.if_else(keep, taken, pa.scalar(None, pa.string())))
-    return columns, count_ok
-
-
 def _typed(raw: pa.Array, sql_type: str) -> tuple[pa.Array, np.ndarray]:
     """Cast where the text is a number; second value marks present-but-invalid rows."""
+    if raw.null_count == len(raw):  # a field the file does not carry (v2-only fields in legacy files)
+        return pa.nulls(len(raw), _ARROW_TYPES[sql_type]), np.zeros(len(raw), bool)
     valid = pc.match_substring_regex(raw, _FLOAT_RE if sql_type == "double" else _INT_RE)
     cast = pc.cast(pc.if_else(valid, raw, pa.scalar(None, pa.string())), _ARROW_TYPES[sql_type])
     invalid = pc.and_(pc.is_valid(raw), pc.invert(pc.fill_null(valid, False)))
     return cast, invalid.to_numpy(zero_copy_only=False)
 
 
-def parse_file_lines(
-    lines: list[str], n_fields: list[int], reader_reasons: list[str | None], file_date: str
-) -> dict[str, pa.Array]:
-    """Typed columns (snake_case) plus `reason` for every line of one file."""
-    declared = np.asarray(n_fields, dtype=np.int64)
-    text = pa.array(lines, pa.string())
-    raw, count_ok = _field_columns(text, declared)
-    by_name = {snake(f): raw[i] for i, f in enumerate(LOG_FIELDS)}
-    for field in DECODED_FIELDS:
-        by_name[snake(field)] = _decode_column(by_name[snake(field)])
-    out: dict[str, pa.Array] = {k: v for k, v in by_name.items() if k not in ("date", "time")}
-    problems: list[tuple[np.ndarray, str, pa.Array | None]] = []
+def _timestamps(by_name: dict[str, pa.Array]) -> pa.Array:
+    """Request time: `date` + `time`, else `timestamp(ms)`, else `timestamp` (epoch seconds), which
+    v2 deliveries carry when they leave date and time out."""
     ts = pc.strptime(
         pc.binary_join_element_wise(by_name["date"], by_name["time"], " "),
-        format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True,
+        format="%Y-%m-%d %H:%M:%S", unit="ms", error_is_null=True,
     )  # fmt: skip
+    if ts.null_count and by_name["timestamp_ms"].null_count < len(ts):
+        millis = by_name["timestamp_ms"]
+        valid = pc.match_substring_regex(millis, r"^[0-9]{1,15}$")
+        as_ms = pc.cast(pc.cast(pc.if_else(valid, millis, None), pa.int64()), pa.timestamp("ms"))
+        ts = pc.coalesce(ts, as_ms)
+    if ts.null_count and by_name["timestamp"].null_count < len(ts):
+        seconds = by_name["timestamp"]
+        valid = pc.match_substring_regex(seconds, r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
+        as_float = pc.cast(pc.if_else(valid, seconds, None), pa.float64())
+        as_ms = pc.cast(pc.cast(pc.round(pc.multiply(as_float, 1000.0)), pa.int64()), pa.timestamp("ms"))
+        ts = pc.coalesce(ts, as_ms)
+    return pc.cast(ts, pa.timestamp("us"))
+
+
+def parse_tokens(tokens: Tokens, file_date: str) -> dict[str, pa.Array]:
+    """Typed columns (snake_case) plus `reason` for every line or record of one file."""
+    n = len(tokens)
+    by_name = {snake(f): tokens.columns.get(f, pa.nulls(n, pa.string())) for f in ALL_FIELDS}
+    for field in DECODED_FIELDS:
+        by_name[snake(field)] = _decode_column(by_name[snake(field)])
+    out: dict[str, pa.Array] = {k: v for k, v in by_name.items() if k not in ("date", "time", "timestamp")}
+    problems: list[tuple[np.ndarray, str, pa.Array | None]] = []
+    ts = _timestamps(by_name)
     problems.append((~pc.is_valid(ts).to_numpy(zero_copy_only=False), "unparseable date/time", None))
-    other_day = pc.fill_null(pc.not_equal(by_name["date"], file_date), False).to_numpy(zero_copy_only=False)
-    problems.append((other_day, f"date differs from the file name's date {file_date}", by_name["date"]))
+    day = by_name["date"]
+    if day.null_count:  # v2 without `date`: the day of the timestamp
+        day = pc.coalesce(day, pc.strftime(ts, format="%Y-%m-%d"))
+    other_day = pc.fill_null(pc.not_equal(day, file_date), False).to_numpy(zero_copy_only=False)
+    problems.append((other_day, f"date differs from the file name's date {file_date}", day))
     problems.append((~pc.is_valid(by_name["sc_status"]).to_numpy(zero_copy_only=False), "missing sc-status", None))
     for field, dtype in FIELD_TYPES.items():
         name = snake(field)
@@ -103,23 +108,13 @@ def parse_file_lines(
     status = out["sc_status"]
     in_range = pc.and_(pc.greater_equal(status, 100), pc.less(status, 600))
     out["status_class"] = pc.if_else(in_range, pc.cast(pc.divide(status, 100), pa.int32()), None)
-    out["reason"] = _reasons(reader_reasons, count_ok, declared, problems, text)
+    out["reason"] = _reasons(tokens.reasons, problems)
     return out
 
 
-def _reasons(
-    reader_reasons: list[str | None],
-    count_ok: np.ndarray,
-    declared: np.ndarray,
-    problems: list[tuple[np.ndarray, str, pa.Array | None]],
-    text: pa.Array,
-) -> pa.Array:
+def _reasons(reader_reasons: list[str | None], problems: list[tuple[np.ndarray, str, pa.Array | None]]) -> pa.Array:
     """The first reason each line cannot be loaded (None for a good line), in precedence order."""
     reasons = list(reader_reasons)
-    counts = pc.list_value_length(pc.split_pattern(text, "\t")).to_numpy() if not count_ok.all() else None
-    for i in np.flatnonzero(~count_ok):
-        if reasons[i] is None and counts is not None:
-            reasons[i] = f"column count check: header declares {declared[i]} fields, line has {counts[i]}"
     for mask, message, values in problems:
         for i in np.flatnonzero(mask):
             if reasons[i] is None:

@@ -20,6 +20,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from spark_jobs import args as job_args
+from spark_jobs.params import CompactParams
 from spark_jobs.storage import table_exists, table_path
 
 COMPACTED_TABLES = ("cdn_logs", "cdn_logs_rejects", "ingest_files")
@@ -40,7 +41,7 @@ def crowded_predicate(counts: dict[str, int], predicate: str, max_files: int) ->
     return f"({predicate}) AND distro IN (" + ", ".join(f"'{d}'" for d in crowded) + ")"
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: CompactParams) -> dict[str, Any]:
     started = time.monotonic()
     predicate = job_args.partition_predicate(args.date, args.distributions)
     result: dict[str, Any] = {"date": args.date.isoformat(), "tables": {}}
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    job_args.run_main(build_parser(), run, argv)
+    job_args.run_main(build_parser(), run, argv, CompactParams)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs.log_fields import field_delimiter
+from spark_jobs.log_keys import escape_glob
+from spark_jobs.params import IngestParams
 from spark_jobs.privacy import IP_MODES, PrivacyOptions
-from spark_jobs.raw_reader import read_binary_batches
+from spark_jobs.raw_reader import ReaderOptions, read_binary_batches
 from spark_jobs.schema import (
     CDN_LOGS_SCHEMA,
     INGEST_FILES_SCHEMA,
@@ -46,7 +49,11 @@ def privacy_options(spark: SparkSession, args: argparse.Namespace) -> PrivacyOpt
     return PrivacyOptions(ip_mode=args.anonymize_ip, hash_key=key.encode(), keep_cookies=args.keep_cookies)
 
 
-def read_raw_lines(spark: SparkSession, files: list[RawFile], privacy: PrivacyOptions) -> DataFrame:
+def reader_options(spark: SparkSession, args: IngestParams) -> ReaderOptions:
+    return ReaderOptions(privacy_options(spark, args), field_delimiter(args.v2_delimiter), args.date.isoformat())
+
+
+def read_raw_lines(spark: SparkSession, files: list[RawFile], options: ReaderOptions) -> DataFrame:
     """One typed row per data line (plus one marker row per file) of the given raw files.
 
     One file scan per distribution: Spark packs a scan's files into tasks by size, so with a single
@@ -54,10 +61,11 @@ def read_raw_lines(spark: SparkSession, files: list[RawFile], privacy: PrivacyOp
     per distribution-day at 2M lines, which compaction then rewrote); per distribution each task
     writes one.
     """
-    parse = functools.partial(read_binary_batches, privacy=privacy)
+    parse = functools.partial(read_binary_batches, options=options)
     by_distro: dict[str, list[str]] = {}
     for f in files:
-        by_distro.setdefault(f.distro, []).append(f.path)
+        # Spark globs the paths it is given: `[`, `*`, `?` in a file name must be read literally.
+        by_distro.setdefault(f.distro, []).append(escape_glob(f.path))
     scans = [spark.read.format("binaryFile").load(paths).mapInArrow(parse, PARSED_SCHEMA)
              for _, paths in sorted(by_distro.items())]  # fmt: skip
     return functools.reduce(DataFrame.unionByName, scans)
@@ -92,7 +100,7 @@ def find_duplicates(markers: list[Any]) -> dict[str, str]:
 def _request_hashes(staged: DataFrame) -> DataFrame:
     good = staged.where(F.col("line_no").isNotNull() & F.col("reason").isNull()
                         & F.col("x_edge_request_id").isNotNull())  # fmt: skip
-    return good.select("source_file", "line_no", "x_edge_request_id",
+    return good.select("source_file", "line_no", "x_edge_request_id", "c_country",
                        F.xxhash64("x_edge_request_id").alias("request_hash"))  # fmt: skip
 
 
@@ -111,7 +119,8 @@ def duplicate_requests(spark: SparkSession, staged: DataFrame) -> DataFrame | No
     if not colliding:
         return None
     suspects = spark.createDataFrame(colliding, "request_hash bigint")
-    window = Window.partitionBy("x_edge_request_id").orderBy("source_file", "line_no")
+    # A request delivered by legacy and v2 logging keeps the v2 copy (it carries the viewer's country).
+    window = Window.partitionBy("x_edge_request_id").orderBy(F.col("c_country").isNull(), "source_file", "line_no")
     first = F.first(F.struct("source_file", "line_no")).over(window)
     return (
         hashed.join(F.broadcast(suspects), "request_hash")
@@ -197,11 +206,22 @@ def ensure_cdn_logs(spark: SparkSession, path: str) -> None:
             if not DeltaTable.isDeltaTable(spark, path):
                 raise
         return
+    add_missing_columns(spark, path)
     current = DeltaTable.forPath(spark, path).detail().first()["properties"]
     changed = {k: v for k, v in CDN_LOGS_PROPERTIES.items() if current.get(k) != v}
     if changed:
         settings = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
+
+
+def add_missing_columns(spark: SparkSession, path: str) -> None:
+    """A table made by an earlier version gains the columns added since (the v2 fields), NULL in
+    its existing rows; a replaceWhere overwrite would otherwise refuse the wider rows."""
+    existing = {f.name for f in spark.read.format("delta").load(path).schema.fields}
+    missing = [f for f in CDN_LOGS_SCHEMA.fields if f.name not in existing]
+    if missing:
+        columns = ", ".join(f"{f.name} {f.dataType.simpleString().upper()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
 def write_partitions(df: DataFrame, path: str, predicate: str) -> None:
@@ -224,7 +244,7 @@ def write_cdn_logs(spark: SparkSession, staged_lines: DataFrame, warehouse: str,
     write_partitions(logs, table_path(warehouse, "cdn_logs"), predicate)
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: IngestParams) -> dict[str, Any]:
     """Ingest args.date; returns per-distribution accounting (lines read = loaded + rejected)."""
     started = time.monotonic()
     date: dt.date = args.date
@@ -246,7 +266,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     # The parsed day is read five times. On local disk, not in the heap: kept in memory it ran the
     # JVM out of a 3 GiB heap at 8M lines (the day grows, the executors do not); on disk the
     # 2M-line ingest took 8% longer and its peak memory fell from 4.4 to 2.9 GiB (bench/RESULTS.md).
-    staged = read_raw_lines(spark, files, privacy_options(spark, args)).persist(StorageLevel.DISK_ONLY)
+    staged = read_raw_lines(spark, files, reader_options(spark, args)).persist(StorageLevel.DISK_ONLY)
     repeated: DataFrame | None = None
     try:
         # The first action parses every file into the cache and yields each file's accounting.
@@ -295,6 +315,14 @@ def summarise(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
     return totals | {"per_distro": per}
 
 
+def v2_delimiter(value: str) -> str:
+    try:
+        field_delimiter(value)
+        return value
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--v2-delimiter: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     job_args.add_common(parser, warehouse=True, source=True)
@@ -302,11 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--anonymize-ip", choices=IP_MODES, default="truncate",
                         help="client IPs: truncate (IPv4 /24, IPv6 /48, default), hash (keyed), none")
     parser.add_argument("--keep-cookies", action="store_true", help="store cs(Cookie) (dropped by default)")
+    parser.add_argument("--v2-delimiter", type=v2_delimiter, default="tab",
+                        help="field delimiter of standard logging v2 text deliveries (default: tab)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    job_args.run_main(build_parser(), run, argv)
+    job_args.run_main(build_parser(), run, argv, IngestParams)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs.params import ReconcileParams
 from spark_jobs.schema import CDN_LOGS_SCHEMA
 from spark_jobs.storage import table_exists, table_path
 
@@ -138,7 +139,7 @@ def reconcile(
     }
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: ReconcileParams) -> dict[str, Any]:
     started = time.monotonic()
     result = reconcile(spark, args.warehouse, args.date, args.distributions)
     return result | {"seconds": round(time.monotonic() - started, 2)}
@@ -151,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    job_args.run_main(build_parser(), run, argv)
+    job_args.run_main(build_parser(), run, argv, ReconcileParams)
 
 
 if __name__ == "__main__":

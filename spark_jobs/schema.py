@@ -14,24 +14,13 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-# The 33 CloudFront standard-log fields in their documented order (SPEC section 1). Older eras
-# declare a prefix of this list (18, 23, 26 ... fields).
-LOG_FIELDS: tuple[str, ...] = (
-    "date", "time", "x-edge-location", "sc-bytes", "c-ip", "cs-method", "cs(Host)",
-    "cs-uri-stem", "sc-status", "cs(Referer)", "cs(User-Agent)", "cs-uri-query", "cs(Cookie)",
-    "x-edge-result-type", "x-edge-request-id", "x-host-header", "cs-protocol", "cs-bytes",
-    "time-taken", "x-forwarded-for", "ssl-protocol", "ssl-cipher", "x-edge-response-result-type",
-    "cs-protocol-version", "fle-status", "fle-encrypted-fields", "c-port", "time-to-first-byte",
-    "x-edge-detailed-result-type", "sc-content-type", "sc-content-len", "sc-range-start",
-    "sc-range-end",
-)  # fmt: skip
+from spark_jobs.log_fields import ALL_FIELDS, LOG_FIELDS, V2_DEFAULT_FIELDS, V2_FIELDS, mangle, snake
+
+__all__ = ["ALL_FIELDS", "LOG_FIELDS", "V2_DEFAULT_FIELDS", "V2_FIELDS", "mangle", "snake"]
 
 N_FIELDS = len(LOG_FIELDS)
-
-
-def snake(field: str) -> str:
-    """`cs(User-Agent)` -> `cs_user_agent`, `x-edge-location` -> `x_edge_location`."""
-    return field.replace("(", "_").replace(")", "").replace("-", "_").lower()
+# Not stored: `ts` holds the request time whichever of date/time, timestamp(ms), timestamp gave it.
+_NOT_STORED = ("date", "time", "timestamp")
 
 
 # Typed columns of cdn_logs, keyed by raw field; fields not listed here stay strings.
@@ -45,6 +34,10 @@ FIELD_TYPES: dict[str, DataType] = {
     "sc-content-len": LongType(),
     "sc-range-start": LongType(),
     "sc-range-end": LongType(),
+    "timestamp(ms)": LongType(),
+    "asn": LongType(),
+    "origin-fbl": DoubleType(),
+    "origin-lbl": DoubleType(),
 }
 
 # Fields that are percent-decoded (once, twice where `%25XX` remains) when loaded. The URI stem
@@ -53,8 +46,8 @@ DECODED_FIELDS = ("cs(User-Agent)", "cs(Referer)")
 
 def cdn_logs_columns() -> list[tuple[str, DataType]]:
     cols: list[tuple[str, DataType]] = [("ts", TimestampType()), ("hour", IntegerType())]
-    for field in LOG_FIELDS:
-        if field in ("date", "time"):
+    for field in ALL_FIELDS:
+        if field in _NOT_STORED:
             continue
         cols.append((snake(field), FIELD_TYPES.get(field, StringType())))
     cols += [

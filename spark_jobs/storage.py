@@ -10,23 +10,10 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from spark_jobs.raw_reader import parse_file_name
+from spark_jobs.contract import TABLES, table_path, to_hadoop_uri
+from spark_jobs.log_keys import listed_as
 
-TABLES = (
-    "cdn_logs",
-    "cdn_logs_rejects",
-    "ingest_files",
-    "stats_hourly",
-    "stats_minute",
-    "stats_top_objects",
-    "stats_top_referrers",
-    "stats_edge_locations",
-    "stats_viewers",
-    "miss_rules",
-    "miss_top_objects",
-    "miss_edge_ratio",
-)
-
+__all__ = ["TABLES", "RawFile", "SourceNotFoundError", "list_raw_files", "table_exists", "table_path", "to_hadoop_uri"]
 
 class SourceNotFoundError(RuntimeError):
     """The raw log location does not exist."""
@@ -40,17 +27,6 @@ class RawFile:
     distro: str
     date: str
     hour: int
-
-
-def to_hadoop_uri(uri: str) -> str:
-    """`s3://bucket/x` -> `s3a://bucket/x` (the connector Spark ships); local paths unchanged."""
-    return "s3a://" + uri[len("s3://") :] if uri.startswith("s3://") else uri
-
-
-def table_path(warehouse: str, table: str) -> str:
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; known tables: {', '.join(TABLES)}")
-    return to_hadoop_uri(warehouse.rstrip("/")) + "/" + table
 
 
 def _hadoop_fs(spark: SparkSession, uri: str):  # noqa: ANN202 - py4j objects are untyped
@@ -71,7 +47,8 @@ def list_raw_files(
     dates: set[dt.date],
     distributions: set[str] | None = None,
 ) -> list[RawFile]:
-    """Every CloudFront log file under `source` (any depth) whose name's hour falls on `dates`."""
+    """Every CloudFront log file under `source` (any depth) of `dates`, by its name or key path
+    (legacy and standard logging v2 layouts; spark_jobs/log_keys.py)."""
     path, fs = _hadoop_fs(spark, source)
     if not fs.exists(path):
         raise SourceNotFoundError(f"raw log location {source} does not exist")
@@ -81,12 +58,9 @@ def list_raw_files(
     while files.hasNext():
         status = files.next()
         name_path = status.getPath().toString()
-        parsed = parse_file_name(name_path)
-        if parsed is None or parsed[1] not in wanted:
+        modified_ms = int(status.getModificationTime())
+        listed = listed_as(name_path, dt.datetime.fromtimestamp(modified_ms / 1000, dt.UTC).date(), wanted)
+        if listed is None or (distributions and listed[0] not in distributions):
             continue
-        if distributions and parsed[0] not in distributions:
-            continue
-        found.append(
-            RawFile(name_path, int(status.getLen()), int(status.getModificationTime()), *parsed)
-        )
+        found.append(RawFile(name_path, int(status.getLen()), modified_ms, *listed))
     return sorted(found, key=lambda f: f.path)

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs.measures import MEASURES, measure_aggs
 
-TOP_OBJECTS, TOP_REFERRERS, TOP_VIEWERS = 50, 25, 10
+TOP_OBJECTS, TOP_REFERRERS, TOP_VIEWERS, TOP_COUNTRIES = 50, 25, 10, 15
 # Host of an absolute URL (`scheme://[user@]host[:port]/...`); anything else has no domain.
 _HOST_RE = r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^/?#@]*@)?(\[[^\]/]*\]|[^/?#:]+)"
 
@@ -27,7 +27,9 @@ SMALL_DIMENSIONS: dict[str, tuple[str, int | None]] = {
     "device_type": ("device_type", None),
     "os": ("os", TOP_VIEWERS),
     "browser": ("browser", TOP_VIEWERS),
+    "country": ("c_country", TOP_COUNTRIES),  # standard logging v2 rows only
 }
+VIEWER_DIMENSIONS = ("device_type", "os", "browser", "country")
 _SMALL = [key for key, _ in SMALL_DIMENSIONS.values()]
 _OBJECT_ORDER = ("request_count", "distro", "value")
 
@@ -40,7 +42,7 @@ TABLE_SCHEMAS: dict[str, str] = {
     ),
     "stats_top_referrers": "rank INT, referrer_domain STRING, requests BIGINT, bytes BIGINT",
     "stats_edge_locations": "rank INT, edge_location STRING, requests BIGINT, bytes BIGINT, hit_ratio DOUBLE",
-    "stats_viewers": "dimension STRING, rank INT, value STRING, requests BIGINT",
+    "stats_viewers": "dimension STRING, rank INT, value STRING, requests BIGINT, bytes BIGINT",
 }
 REPORT_KEYS = "report_date STRING, report_tz STRING"
 _RENAMED = {"request_count": "requests", "hit_count": "hits", "miss_count": "misses", "bytes_requested": "bytes",
@@ -54,11 +56,13 @@ def with_referrer_domain(df: DataFrame) -> DataFrame:
 
 def agg_level1(day: DataFrame) -> DataFrame:
     """One scan and one shuffle of the rows, grouped twice: per (distro, uri) and per combination
-    of the five small dimensions (thousands, not millions). Rolling those combinations up later
-    costs far less than expanding every row six ways."""
+    of the small dimensions (thousands, not millions). Rolling those combinations up later
+    costs far less than expanding every row seven ways."""
+    if "c_country" not in day.columns:  # a cdn_logs made before standard logging v2 was read
+        day = day.withColumn("c_country", F.lit(None).cast("string"))
     rows = day.select(
         "distro", F.col("cs_uri_stem").alias("uri"), "referrer_domain",
-        F.col("x_edge_location").alias("edge_location"), "device_type", "os", "browser",
+        F.col("x_edge_location").alias("edge_location"), "device_type", "os", "browser", "c_country",
         "sc_bytes", "sc_status", "status_class", "x_edge_result_type", "x_edge_response_result_type",
     )  # fmt: skip
     return rows.groupingSets([["distro", "uri"], _SMALL], "distro", "uri", *_SMALL).agg(
@@ -69,7 +73,7 @@ def agg_level1(day: DataFrame) -> DataFrame:
 def agg_small_dimensions(level1: DataFrame) -> DataFrame:
     """(dimension, value, measures) per value of each small dimension, from the combinations.
 
-    Requests without a referrer domain are not listed.
+    Requests without a referrer domain or a country (legacy rows) are not listed under them.
     """
     dimension: Column = F.lit(None).cast("string")
     for name, (key, _) in SMALL_DIMENSIONS.items():
@@ -78,7 +82,7 @@ def agg_small_dimensions(level1: DataFrame) -> DataFrame:
     # Outside its own grouping set every key is NULL, so coalesce picks the grouped one.
     small = rolled.agg(dimension.alias("dimension"), *[F.sum(m).alias(m) for m in MEASURES])
     small = small.select("dimension", F.coalesce(*_SMALL).alias("value"), *MEASURES)
-    return small.where((F.col("dimension") != "referrer") | F.col("value").isNotNull())
+    return small.where(~F.col("dimension").isin("referrer", "country") | F.col("value").isNotNull())
 
 
 def top_objects_rows(level1: DataFrame, limit: int = TOP_OBJECTS) -> pd.DataFrame:
@@ -115,7 +119,7 @@ def table_rows(objects: pd.DataFrame, small: pd.DataFrame) -> dict[str, pd.DataF
     of = {name: small[small["dimension"] == name] for name in SMALL_DIMENSIONS}
     top = {name: ranked(rows, SMALL_DIMENSIONS[name][1]) for name, rows in of.items()}
     objects = objects.assign(rank=range(1, len(objects) + 1))
-    viewers = pd.concat([top[d] for d in ("device_type", "os", "browser")], ignore_index=True)
+    viewers = pd.concat([top[d] for d in VIEWER_DIMENSIONS], ignore_index=True)
     return {
         "stats_top_objects": _shown(objects, "stats_top_objects", "uri"),
         "stats_top_referrers": _shown(top["referrer"], "stats_top_referrers", "referrer_domain"),

@@ -11,8 +11,9 @@ import pytest
 from deltalake import write_deltalake
 from moto import mock_aws
 
-from flows import catalog, cli, pipeline
-from flows.settings import ConfigError, Settings, load_settings
+from cdnlake import cli, pipeline
+from cdnlake.integrations import glue as catalog
+from cdnlake.settings import ConfigError, Settings, load_settings
 
 DB = "cdnlake_test"
 

@@ -25,8 +25,8 @@ import jinja2
 import pytest
 import yaml
 
-from flows import chat
-from flows.settings import ConfigError, Settings, load_settings
+from cdnlake.integrations import chat
+from cdnlake.settings import ConfigError, Settings, load_settings
 
 TODAY = dt.date(2024, 5, 10)
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

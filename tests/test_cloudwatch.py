@@ -16,8 +16,9 @@ import pytest
 from deltalake import write_deltalake
 from moto import mock_aws
 
-from flows import cli, cloudwatch, pipeline
-from flows.settings import ConfigError, Settings, load_settings
+from cdnlake import cli, pipeline
+from cdnlake.integrations import cloudwatch
+from cdnlake.settings import ConfigError, Settings, load_settings
 from reporting.email import EmailConfig, build_message
 from reporting.outputs import summary_dict
 from reporting.pdf import build_pdf

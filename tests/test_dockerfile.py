@@ -13,7 +13,7 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from flows.k8s_runner import APP_ROOT, IVY_SETTINGS
+from cdnlake.runners.kubernetes import APP_ROOT, IVY_SETTINGS
 from spark_jobs.session import HADOOP_VERSION, jar_packages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def test_dockerignore_keeps_environments_data_and_credentials_out() -> None:
     for path in (".venv/bin/python", "data/landing/x.gz", ".git/config", ".env", "flows/.env", ".tools/bin/uv",
                  "flows/__pycache__/cli.cpython-311.pyc", "tests/test_ingest.py", "key.pem"):  # fmt: skip
         assert ignored(path, patterns), path
-    for path in ("pyproject.toml", "uv.lock", "README.md", "flows/cli.py", "spark_jobs/ingest.py",
+    for path in ("pyproject.toml", "uv.lock", "README.md", "cdnlake/cli.py", "spark_jobs/ingest.py",
                  "reporting/pdf.py", "k8s/image/entrypoint.sh", "k8s/image/ivysettings.xml"):  # fmt: skip
         assert not ignored(path, patterns), path
 

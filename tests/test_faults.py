@@ -6,7 +6,7 @@
   write appear. The table, read with delta-rs, must be exactly as before (same version, same rows),
   and the next run must load the whole day.
 - Two ingest processes for different dates write the same warehouse at once: both dates land.
-- Two runs of the same date: the per-date lock (flows/locks.py) makes the second wait for the
+- Two runs of the same date: the per-date lock (cdnlake/locks.py) makes the second wait for the
   first, or fail at once with a message naming the date, the holder and the lock, for a local
   warehouse (flock, the holder in another process) and an S3 one (conditional put, moto); and the
   daily flow uses it (fake stages on a temporary Prefect server).
@@ -38,11 +38,12 @@ import pytest
 from deltalake import DeltaTable
 from moto import mock_aws
 
-from flows import daily, locks, pipeline
-from flows.demo import generate_days
-from flows.notify import FanoutNotifier, ProgressEvent
-from flows.sample_logs import GenerationResult
-from flows.settings import ConfigError, Settings, load_settings
+from cdnlake import locks, pipeline
+from cdnlake.demo import generate_days
+from cdnlake.notify import FanoutNotifier, ProgressEvent
+from cdnlake.sample_logs import GenerationResult
+from cdnlake.settings import ConfigError, Settings, load_settings
+from flows import daily
 from spark_jobs import aggregate, compact, ingest
 from spark_jobs.session import cached_jars, jar_packages
 from spark_jobs.storage import TABLES
@@ -177,8 +178,8 @@ def lock_settings(warehouse: str, **overrides: Any) -> Settings:
 
 HOLDER = """
 import datetime as dt, sys, time
-from flows.locks import date_locks
-from flows.settings import load_settings
+from cdnlake.locks import date_locks
+from cdnlake.settings import load_settings
 settings = load_settings(env={{}}, warehouse={warehouse!r})
 with date_locks(settings, [dt.date.fromisoformat({date!r})], run_id="holder-run"):
     print("held", flush=True)

@@ -29,12 +29,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from flows import daily, pipeline
-from flows import runner as runner_module
+from cdnlake import pipeline
+from cdnlake.demo import generate_days
+from cdnlake.notify import FanoutNotifier, ProgressEvent
+from cdnlake.runners import local as runner_module
+from cdnlake.settings import Settings, load_settings
+from flows import daily
 from flows.artifacts import CSV_KEY, INSIGHTS_KEY, PDF_KEY, SUMMARY_KEY
-from flows.demo import generate_days
-from flows.notify import FanoutNotifier, ProgressEvent
-from flows.settings import Settings, load_settings
 
 D = dt.date(2024, 6, 9)
 DAYS = [D - dt.timedelta(days=2), D - dt.timedelta(days=1), D]
@@ -95,7 +96,7 @@ def fake(name: str) -> str:
 
 
 def fake_environment(webhook_base: str) -> dict[str, str]:
-    """Every secret-like setting of flows/settings.py (SECRET_FIELDS) and the AWS credentials."""
+    """Every secret-like setting of cdnlake/settings.py (SECRET_FIELDS) and the AWS credentials."""
     return {
         "CDNLAKE_SLACK_WEBHOOK_URL": f"{webhook_base}/services/T0FAKE/B0FAKE/{fake('slack-webhook-token')}",
         "CDNLAKE_SLACK_SIGNING_SECRET": fake("slack-signing-secret"),
@@ -187,7 +188,7 @@ def captured(request: pytest.FixtureRequest, output: RunOutput) -> Iterator[None
     loggers = [logging.getLogger()] + [logging.getLogger(name) for name, logger in
                                        list(logging.Logger.manager.loggerDict.items())
                                        if isinstance(logger, logging.Logger) and not logger.propagate]  # fmt: skip
-    ours = [logging.getLogger(name) for name in ("flows", "spark_jobs", "reporting")]
+    ours = [logging.getLogger(name) for name in ("cdnlake", "flows", "spark_jobs", "reporting")]
     levels = [logger.level for logger in ours]
     for logger in loggers:
         logger.addHandler(handler)
@@ -208,7 +209,7 @@ def captured(request: pytest.FixtureRequest, output: RunOutput) -> Iterator[None
             sys.stderr.write(during.err)
 
 
-FirstRun = tuple[Settings, dict[str, Any], list[str]]  # settings, summary, warnings of flows.notify
+FirstRun = tuple[Settings, dict[str, Any], list[str]]  # settings, summary, warnings of cdnlake.notify
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +225,7 @@ def first_run(prefect_server: None, shared_spark: None, spark: Any, dataset: Any
     environment = fake_environment(slack_down.url)
     run_output.secrets = secret_values(environment)
     records = Records()
-    logging.getLogger("flows.notify").addHandler(records)
+    logging.getLogger("cdnlake.notify").addHandler(records)
     try:
         with pytest.MonkeyPatch.context() as mp:
             for key, value in environment.items():
@@ -238,7 +239,7 @@ def first_run(prefect_server: None, shared_spark: None, spark: Any, dataset: Any
                 summary = daily.cdn_daily(date=D, settings=settings)
     finally:
         spark.conf.unset(HASH_KEY_CONF)
-        logging.getLogger("flows.notify").removeHandler(records)
+        logging.getLogger("cdnlake.notify").removeHandler(records)
     run_output.slack_posts = list(slack_down.posts)
     return settings, summary, records.messages
 
@@ -616,12 +617,6 @@ def test_sequential_backfill_lists_failed_dates(fakes: Any, tmp_path: Path, monk
 
 
 # ---------------------------------------------------------------- small pure pieces
-def test_default_date_is_yesterday_in_the_report_time_zone() -> None:
-    now = dt.datetime(2024, 6, 10, 0, 30, tzinfo=dt.UTC)  # 08:30 in Taipei
-    assert daily.default_date(load_settings(env={}), now) == dt.date(2024, 6, 9)
-    assert daily.default_date(load_settings(env={}, report_tz="America/New_York"), now) == dt.date(2024, 6, 8)
-
-
 def test_local_prefect_sets_defaults_only() -> None:
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as TIMEOUT
 

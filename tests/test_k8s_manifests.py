@@ -14,9 +14,9 @@ import jsonschema
 import pytest
 import yaml
 
-from flows.k8s_runner import AppConfig, spark_application
-from flows.runner import JOBS
-from flows.settings import Settings, load_settings
+from cdnlake.runners.kubernetes import AppConfig, spark_application
+from cdnlake.runners.local import JOBS
+from cdnlake.settings import Settings, load_settings
 
 K8S = Path(__file__).resolve().parents[1] / "k8s"
 NAMESPACE = "cdnlake"
@@ -198,7 +198,7 @@ def test_spark_application_templates_match_the_runner(job: str) -> None:
     assert doc["metadata"]["generateName"] == f"cdnlake-{job.replace('_', '-')}-"
     built = spark_application(job, doc["spec"]["arguments"], "x", AppConfig())
     assert (doc["apiVersion"], doc["kind"]) == (built["apiVersion"], built["kind"])
-    assert doc["spec"] == built["spec"], f"regenerate: python -m flows.k8s_runner {job} <arguments>"
+    assert doc["spec"] == built["spec"], f"regenerate: python -m cdnlake.runners.kubernetes {job} <arguments>"
     # One image placeholder everywhere: settings default, the settings ConfigMap, the templates.
     assert doc["spec"]["image"] == Settings().k8s_image == settings_data()["CDNLAKE_K8S_IMAGE"]
     # The arguments are valid for the job module the template runs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -10,8 +11,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from flows import k8s_runner
-from flows.k8s_runner import (
+from cdnlake.runners import kubernetes as k8s_runner
+from cdnlake.runners.kubernetes import (
     AppConfig,
     KubernetesRunner,
     PodResources,
@@ -19,10 +20,12 @@ from flows.k8s_runner import (
     run_name,
     spark_application,
 )
-from flows.runner import JOBS, JobFailedError, runner_for
-from flows.settings import load_settings
+from cdnlake.runners.local import JOBS, JobFailedError, runner_for
+from cdnlake.settings import load_settings
+from spark_jobs.params import AggregateParams, CompactParams, IngestParams
 
-ARGS = ["--date", "2024-07-13", "--warehouse", "s3a://bucket/warehouse", "--source", "s3a://logs/cf"]
+PARAMS = IngestParams(dt.date(2024, 7, 13), source="s3a://logs/cf", warehouse="s3a://bucket/warehouse")
+ARGS = PARAMS.to_argv()
 RESULT = {"date": "2024-07-13", "files": 3, "loaded": 5, "rejected": 0, "per_distro": {"e1": {"loaded": 5}}}
 # What run_main prints (indented JSON) followed by the lines Spark logs while shutting down.
 DRIVER_LOG = (
@@ -173,7 +176,7 @@ def test_run_name_is_a_unique_dns_label() -> None:
 
 def test_polls_through_states_to_completed_and_returns_the_result() -> None:
     api, core = FakeCustomObjects(["", "SUBMITTED", "RUNNING", "RUNNING", "SUCCEEDING", "COMPLETED"]), FakeCore()
-    result = make_runner(api, core).run_job("ingest", ARGS)
+    result = make_runner(api, core).run_job(PARAMS)
     assert result == RESULT
     assert api.polls == 6
     (created,) = api.created
@@ -185,7 +188,7 @@ def test_failure_carries_state_reason_and_log_tail() -> None:
     api = FakeCustomObjects(["SUBMITTED", "RUNNING", "FAILED"], error="driver container failed with ExitCode: 1")
     core = FakeCore("line 1\nTraceback (most recent call last):\nValueError: bad partition\n")
     with pytest.raises(JobFailedError) as info:
-        make_runner(api, core).run_job("compact", ARGS)
+        make_runner(api, core).run_job(CompactParams(PARAMS.date, PARAMS.warehouse))
     message = str(info.value)
     assert "FAILED: driver container failed with ExitCode: 1" in message and message.startswith("compact: ")
     assert "ValueError: bad partition" in message  # the driver's log tail
@@ -195,27 +198,27 @@ def test_failure_carries_state_reason_and_log_tail() -> None:
 def test_submission_failure_without_driver_pod_still_reports() -> None:
     api = FakeCustomObjects(["SUBMISSION_FAILED"], error="failed to run spark-submit", pod="absent")
     with pytest.raises(JobFailedError, match="SUBMISSION_FAILED: failed to run spark-submit") as info:
-        make_runner(api, FakeCore()).run_job("ingest", ARGS)
+        make_runner(api, FakeCore()).run_job(PARAMS)
     assert "unavailable" in str(info.value) and len(api.deleted) == 1
 
 
 def test_timeout_raises_and_cleans_up() -> None:
     api, core = FakeCustomObjects(["SUBMITTED", "RUNNING"]), FakeCore("still working\n")
     with pytest.raises(JobFailedError, match=r"timed out after 60s \(last state RUNNING\)") as info:
-        make_runner(api, core, timeout_s=60).run_job("aggregate", ARGS)
+        make_runner(api, core, timeout_s=60).run_job(AggregateParams(PARAMS.date, PARAMS.warehouse))
     assert "still working" in str(info.value)
     assert api.polls == 13 and len(api.deleted) == 1  # 0, 5, ... 60 s
 
 
 def test_transient_api_errors_are_retried() -> None:
     api = FakeCustomObjects(["RUNNING", "COMPLETED"], fail_get=3)
-    assert make_runner(api, FakeCore()).run_job("ingest", ARGS) == RESULT
+    assert make_runner(api, FakeCore()).run_job(PARAMS) == RESULT
 
 
 def test_completed_without_result_is_an_error() -> None:
     api = FakeCustomObjects(["COMPLETED"])
     with pytest.raises(JobFailedError, match="no JSON result"):
-        make_runner(api, FakeCore("just logs\n{not json\n")).run_job("ingest", ARGS)
+        make_runner(api, FakeCore("just logs\n{not json\n")).run_job(PARAMS)
     assert len(api.deleted) == 1
 
 
@@ -226,7 +229,7 @@ def test_cleanup_happens_even_when_polling_crashes() -> None:
 
     api = Boom(["RUNNING"])
     with pytest.raises(KeyboardInterrupt):
-        make_runner(api, FakeCore()).run_job("ingest", ARGS)
+        make_runner(api, FakeCore()).run_job(PARAMS)
     assert len(api.deleted) == 1
 
 
@@ -235,14 +238,14 @@ def test_failed_delete_does_not_hide_the_result(caplog: pytest.LogCaptureFixture
         def delete_namespaced_custom_object(self, *a: Any) -> Any:
             raise ApiException(status=403, reason="Forbidden")
 
-    assert make_runner(Sticky(["COMPLETED"]), FakeCore()).run_job("ingest", ARGS) == RESULT
+    assert make_runner(Sticky(["COMPLETED"]), FakeCore()).run_job(PARAMS) == RESULT
     assert "could not delete" in caplog.text
 
 
-def test_unknown_job_is_rejected_before_anything_is_created() -> None:
+def test_invalid_parameters_are_rejected_before_anything_is_created() -> None:
     api = FakeCustomObjects(["COMPLETED"])
-    with pytest.raises(ValueError, match="unknown Spark job"):
-        make_runner(api, FakeCore()).run_job("drop_tables", ARGS)
+    with pytest.raises(ValueError, match="not an acceptable location"):
+        make_runner(api, FakeCore()).run_job(PARAMS.replace(warehouse="s3a://bucket/x'; DROP"))
     assert not api.created and not api.deleted
 
 

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from flows.notify import (
+from cdnlake.notify import (
     ConsoleNotifier,
     FanoutNotifier,
     NotificationError,
@@ -27,7 +27,7 @@ from flows.notify import (
     format_message,
     notifier_from_settings,
 )
-from flows.settings import load_settings
+from cdnlake.settings import load_settings
 
 AT = dt.datetime(2026, 11, 26, 0, 30, 56, tzinfo=dt.UTC)
 
@@ -172,7 +172,7 @@ def test_slack_down_is_logged_and_the_pipeline_goes_on(caplog: pytest.LogCapture
     slack = SlackNotifier(url, attempts=3, sleep=lambda s: None)
     recorder = Recorder()
     fanout = FanoutNotifier([slack, recorder])
-    with caplog.at_level(logging.WARNING, logger="flows.notify"):
+    with caplog.at_level(logging.WARNING, logger="cdnlake.notify"):
         fanout.send(event("begin"))  # must not raise
         fanout.send(event("running", stage="ingest", step=2, total=7))
     assert [e.kind for e in recorder.events] == ["begin", "running"]

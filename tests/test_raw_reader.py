@@ -7,7 +7,7 @@ import gzip
 import pyarrow as pa
 
 from spark_jobs.arrow_parse import percent_decode
-from spark_jobs.raw_reader import file_batch, gunzip, parse_file_name, read_lines
+from spark_jobs.raw_reader import ReaderOptions, file_batch, gunzip, parse_file_name
 from spark_jobs.schema import LOG_FIELDS, snake
 
 HEADER_33 = "#Fields: " + " ".join(LOG_FIELDS)
@@ -47,18 +47,19 @@ def test_repeated_header_and_reordered_fields() -> None:
     # A second header mid-file declares a different order; its lines are mapped by name.
     reordered = "#Fields: time date sc-status sc-bytes"
     text = "\n".join(["#Version: 1.0", HEADER_33, _line(), reordered, "13:38:00\t2024-05-01\t404\t7", ""])
-    parsed = read_lines(gzip.compress(text.encode()))
-    assert parsed.line_numbers == [3, 5]
-    assert parsed.reasons == [None, None]
-    second = parsed.lines[1].split("\t")
-    assert second[0] == "2024-05-01" and second[1] == "13:38:00" and second[3] == "7" and second[8] == "404"
+    rows = file_batch("/l/EX.2024-05-01-13.u.gz", gzip.compress(text.encode())).to_pylist()[1:]
+    assert [r["line_no"] for r in rows] == [3, 5]
+    assert [r["reason"] for r in rows] == [None, None]
+    second = rows[1]
+    assert second["ts"].isoformat() == "2024-05-01T13:38:00+00:00"
+    assert (second["sc_bytes"], second["sc_status"], second["x_edge_location"]) == (7, 404, None)
 
 
 def test_invalid_utf8_is_rejected_with_bytes_kept() -> None:
     raw = (HEADER_33 + "\n").encode() + _line(cs_uri_stem="/a\xffb").encode("latin-1") + b"\n"
-    parsed = read_lines(gzip.compress(raw))
-    assert parsed.reasons == ["invalid UTF-8 bytes"]
-    assert "\\xff" in parsed.lines[0]
+    (row,) = file_batch("/l/EX.2024-05-01-13.u.gz", gzip.compress(raw)).to_pylist()[1:]
+    assert row["reason"] == "invalid UTF-8 bytes"
+    assert "\\xff" in row["value"]
 
 
 def test_percent_decode_once_and_twice() -> None:
@@ -117,11 +118,12 @@ def test_privacy_truncate_hash_and_cookies() -> None:
     lines = [_line(c_ip="203.0.113.77", x_forwarded_for="198.51.100.9,%20192.0.2.1", cs_cookie="sid=abc"),
              _line(c_ip="2001:db8:85a3:8d3:1319:8a2e:370:7348"), _line(c_ip="2001:db8::1")]  # fmt: skip
     text = gzip.compress("\n".join([HEADER_33, *lines, ""]).encode())
-    rows = file_batch("/l/EX.2024-05-01-13.u.gz", text, PrivacyOptions()).to_pylist()[1:]
+    rows = file_batch("/l/EX.2024-05-01-13.u.gz", text, ReaderOptions(PrivacyOptions())).to_pylist()[1:]
     assert [r["c_ip"] for r in rows] == ["203.0.113.0", "2001:db8:85a3::", "2001:db8::"]
     assert rows[0]["x_forwarded_for"] == "198.51.100.0,%20192.0.2.0"
     assert rows[0]["cs_cookie"] is None
-    hashed = file_batch("/l/EX.2024-05-01-13.u.gz", text, PrivacyOptions("hash", b"k", True)).to_pylist()[1:]
+    keyed = ReaderOptions(PrivacyOptions("hash", b"k", True))
+    hashed = file_batch("/l/EX.2024-05-01-13.u.gz", text, keyed).to_pylist()[1:]
     import hashlib
     import hmac
 

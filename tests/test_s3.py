@@ -27,10 +27,10 @@ from deltalake import DeltaTable
 from moto.server import ThreadedMotoServer
 
 from bench.duckdb_reference import hourly_statistics
-from flows import locks, pipeline, sources
-from flows.runner import summarize_spark_error
-from flows.sample_logs import GenerationResult, generate_logs
-from flows.settings import load_settings
+from cdnlake import locks, pipeline, sources
+from cdnlake.runners.local import summarize_spark_error
+from cdnlake.sample_logs import GenerationResult, generate_logs
+from cdnlake.settings import load_settings
 from spark_jobs import aggregate, ingest
 from tests.samples import build_landing
 

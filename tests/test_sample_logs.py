@@ -1,4 +1,4 @@
-"""Tests of flows.sample_logs: the output is read back independently (gzip + split), as a parser would."""
+"""Tests of cdnlake.sample_logs: the output is read back independently (gzip + split), as a parser would."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.sample_logs import LOG_FIELDS, distribution_ids, generate_logs
+from cdnlake.sample_logs import LOG_FIELDS, distribution_ids, generate_logs
 
 DATE = dt.date(2024, 6, 9)
 ROWS = 20_000

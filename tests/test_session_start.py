@@ -9,7 +9,7 @@ from typing import Any
 import pyspark
 import pytest
 
-from flows import runner
+from cdnlake.runners import local as runner
 from spark_jobs import session
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import cli
-from flows.settings import ConfigError, load_settings
+from cdnlake import cli
+from cdnlake.settings import ConfigError, load_settings
 
 
 def test_defaults_match_spec() -> None:
@@ -56,8 +56,8 @@ def test_bad_settings_name_the_key(env: dict[str, str], key: str) -> None:
 
 
 def test_spark_conf_and_s3_endpoint_reach_every_runner() -> None:
-    from flows.k8s_runner import AppConfig, spark_conf
-    from flows.runner import InProcessRunner, runner_for
+    from cdnlake.runners.kubernetes import AppConfig, spark_conf
+    from cdnlake.runners.local import InProcessRunner, runner_for
 
     env = {"CDNLAKE_S3_ENDPOINT": "http://127.0.0.1:9000", "CDNLAKE_SPARK_RUNNER": "standalone",
            "CDNLAKE_SPARK_MASTER": "spark://127.0.0.1:7999",
@@ -134,7 +134,7 @@ def test_java_check_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 def test_column_count_check_flags_a_format_change_not_a_stray_line(tmp_path: Path) -> None:
     import gzip
 
-    from flows.sources import column_count_problems
+    from cdnlake.sources import column_count_problems
 
     header = "#Version: 1.0\n#Fields: " + " ".join(f"f{i}" for i in range(33)) + "\n"
     good, short = "\t".join(["x"] * 33), "\t".join(["x"] * 19)

@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from flows import cli
-from flows import sql as adhoc
+from cdnlake import cli
+from cdnlake import sql as adhoc
 from spark_jobs import aggregate, ingest
 from spark_jobs.storage import table_path
 from tests.samples import DISTRO, build_landing, sample_lines, write_gz

@@ -28,7 +28,7 @@ import pyspark
 import pytest
 
 from bench.duckdb_reference import hourly_statistics
-from flows.sample_logs import generate_logs
+from cdnlake.sample_logs import generate_logs
 from spark_jobs import aggregate, ingest
 from spark_jobs.storage import table_path
 from tests.jvm import SHORT_LIVED_JVM_OPTS
@@ -44,7 +44,7 @@ SAMPLE_DATES = ["2019-12-04", "2024-07-13"]
 # Seven JVMs (master, two workers, driver, two executors, the local session) share the machine.
 JAVA_OPTS = SHORT_LIVED_JVM_OPTS
 
-# The jobs as flows/runner.py's in-process runner runs them, but against the spark:// master: one
+# The jobs as cdnlake/runners/local.py's in-process runner runs them, but against the spark:// master: one
 # executor of one core per worker, and no job starts before both have registered. Only the Delta
 # package is requested: the data is local, and hadoop-aws would make every executor copy the
 # ~600 MB AWS SDK bundle from the driver, which alone takes minutes here.

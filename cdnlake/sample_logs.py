@@ -23,6 +23,8 @@ from urllib.parse import quote
 import numpy as np
 from tqdm import tqdm
 
+from cdnlake.sample_v2 import FORMATS, v2_key, write_v2_file
+
 _FIELD_NAMES = (
     "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) "
     "cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol "
@@ -319,10 +321,15 @@ def _world(date: dt.date, distributions: int, rows: int, seed: int) -> _World:
 
 
 def generate_logs(date: dt.date, distributions: int, rows: int, seed: int, out_dir: pathlib.Path,
-                  files_per_hour: int = 4, progress: bool = False) -> GenerationResult:
-    """Write ``rows`` log lines for UTC ``date`` over ``distributions`` (deterministic for a seed)."""
-    if distributions < 1 or rows < 0 or files_per_hour < 1:
-        raise ValueError("need distributions >= 1, rows >= 0 and files_per_hour >= 1")
+                  files_per_hour: int = 4, progress: bool = False, fmt: str = "legacy",
+                  hive: bool = False) -> GenerationResult:
+    """Write ``rows`` log lines for UTC ``date`` over ``distributions`` (deterministic for a seed).
+
+    ``fmt`` other than legacy writes the same requests as standard logging v2 deliveries
+    (cdnlake/sample_v2.py), under plain or (``hive``) Hive-style key paths.
+    """
+    if distributions < 1 or rows < 0 or files_per_hour < 1 or fmt not in FORMATS:
+        raise ValueError(f"need distributions >= 1, rows >= 0, files_per_hour >= 1, format in {FORMATS}")
     world = _world(date, distributions, rows, seed)
     malformed = dict.fromkeys(MALFORMED_KINDS, 0)
     files: list[pathlib.Path] = []
@@ -331,13 +338,19 @@ def generate_logs(date: dt.date, distributions: int, rows: int, seed: int, out_d
             total=distributions * 24, disable=not progress, unit="hour", desc="generate-logs") as bar:
         for d, ident in enumerate(world["ids"]):
             folder = pathlib.Path(out_dir) / ident
-            folder.mkdir(parents=True, exist_ok=True)
+            if fmt == "legacy":
+                folder.mkdir(parents=True, exist_ok=True)
             for h in range(24):
                 rng = np.random.default_rng([seed, 2, d, h])
                 for name, fields, lines, repeat_at in _hour_files(rng, world, d, h, files_per_hour,
                                                                    malformed):
-                    files.append(folder / name)
-                    pending.append(pool.submit(write_gzip_lines, folder / name, fields, lines, repeat_at))
+                    if fmt == "legacy":
+                        files.append(folder / name)
+                        pending.append(pool.submit(write_gzip_lines, folder / name, fields, lines, repeat_at))
+                        continue
+                    path = v2_key(pathlib.Path(out_dir), ident, date, h, name.split(".")[2], fmt, hive)
+                    files.append(path)
+                    pending.append(pool.submit(write_v2_file, path, fmt, fields, lines, repeat_at))
                 while len(pending) > 2 * files_per_hour:  # gzip runs in the thread: zlib drops the GIL
                     pending.pop(0).result()
                 bar.update(1)

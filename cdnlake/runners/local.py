@@ -1,47 +1,32 @@
 """Running a Spark job: the same `spark_jobs` modules everywhere, submitted by settings.
 
-`local` and `standalone` run the job's `run(spark, args)` in this process (the driver) against
+`local` and `standalone` run the job's `run(spark, params)` in this process (the driver) against
 `local[*]` or a `spark://` master, reusing one SparkSession across the stages of a run: the JVM
-start-up is paid once. `kubernetes` submits a SparkApplication (flows/k8s_runner.py).
+start-up is paid once. `kubernetes` submits a SparkApplication (cdnlake/runners/kubernetes.py).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Any
 
-from flows.settings import Settings
+from cdnlake.runners.jobs import JOBS, JobFailedError, JobParams, SparkRunner, summarize_spark_error
+from cdnlake.settings import Settings
+
+__all__ = ["JOBS", "InProcessRunner", "JobFailedError", "SparkRunner", "runner_for", "summarize_spark_error"]
 
 log = logging.getLogger(__name__)
-JOBS = ("ingest", "compact", "aggregate", "reconcile", "analyze_misses")
 
 
-class JobFailedError(RuntimeError):
-    """A Spark job failed; the message carries the job name and the cause."""
+def job_module(name: str) -> Any:
+    """The registry of job modules by name (imported here: they need PySpark)."""
+    from spark_jobs import aggregate, analyze_misses, compact, ingest, reconcile
 
-
-def summarize_spark_error(exc: BaseException, limit: int = 400) -> str:
-    """One line for an operator from a JVM failure: the outermost Java error and its root cause.
-
-    Py4J's text is the JVM's whole stack trace (hundreds of lines); what matters is e.g.
-    `java.net.ConnectException: getFileStatus on s3a://bucket/x: ... Connection refused`.
-    """
-    java = getattr(exc, "java_exception", None)
-    if java is None:
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
-    chain: list[str] = []
-    while java is not None and len(chain) < 20:
-        message = str(java.getMessage() or "").strip().splitlines()
-        chain.append(f"{java.getClass().getName()}: {message[0] if message else ''}".strip())
-        java = java.getCause()
-    text = chain[0] if len(chain) == 1 or chain[-1] in chain[0] else f"{chain[0]} (cause: {chain[-1]})"
-    return text[:limit]
-
-
-class SparkRunner(Protocol):
-    def run_job(self, job: str, args: list[str]) -> dict[str, Any]: ...
+    modules = {m.__name__.rsplit(".", 1)[-1]: m for m in (aggregate, analyze_misses, compact, ingest, reconcile)}
+    if name not in modules or name not in JOBS:
+        raise ValueError(f"unknown Spark job {name!r}; known: {', '.join(JOBS)}")
+    return modules[name]
 
 
 class InProcessRunner:
@@ -78,18 +63,16 @@ class InProcessRunner:
         thread.start()
         return thread
 
-    def run_job(self, job: str, args: list[str]) -> dict[str, Any]:
-        if job not in JOBS:
-            raise ValueError(f"unknown Spark job {job!r}; known: {', '.join(JOBS)}")
-        module = importlib.import_module(f"spark_jobs.{job}")
-        parsed = module.build_parser().parse_args(args)
-        log.info("spark job %s %s on %s", job, " ".join(args), self.master)
+    def run_job(self, params: JobParams) -> dict[str, Any]:
+        """`spark_jobs.<job>.run(spark, params)` in this process: no command line, no re-parsing."""
+        job = job_module(params.job)
+        log.info("spark job %s %s on %s", params.job, params, self.master)
         from py4j.protocol import Py4JJavaError
 
         try:
-            return module.run(self.session(), parsed)
+            return job.run(self.session(), params)
         except Py4JJavaError as exc:  # Python errors (e.g. a failed reconciliation) pass unchanged
-            raise JobFailedError(f"{job}: {summarize_spark_error(exc)}") from exc
+            raise JobFailedError(f"{params.job}: {summarize_spark_error(exc)}") from exc
 
     def stop(self) -> None:
         with self._lock:
@@ -104,7 +87,7 @@ _RUNNERS: dict[tuple[str, str], SparkRunner] = {}
 def runner_for(settings: Settings) -> SparkRunner:
     """The runner the settings ask for; in-process runners are shared within the process."""
     if settings.spark_runner == "kubernetes":
-        from flows.k8s_runner import KubernetesRunner
+        from cdnlake.runners.kubernetes import KubernetesRunner
 
         return KubernetesRunner.from_settings(settings)
     master = settings.spark_master

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spark_jobs.storage import TABLES, table_exists, table_path
+from spark_jobs.contract import TABLES, table_path
+from spark_jobs.storage import table_exists
 
 DEFAULT_LIMIT = 50
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -131,7 +132,7 @@ def session_for(settings: Any) -> Any:
     With the Kubernetes runner the jobs run in the cluster, but an interactive query is small
     and reads S3 directly from here.
     """
-    from flows.runner import InProcessRunner, runner_for
+    from cdnlake.runners.local import InProcessRunner, runner_for
 
     runner = runner_for(settings) if settings.spark_runner != "kubernetes" else None
     if not isinstance(runner, InProcessRunner):

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from spark_jobs.args import DISTRO_RE, location
+from spark_jobs.contract import DISTRO_RE, location
+from spark_jobs.log_fields import field_delimiter
 
 ENV_PREFIX = "CDNLAKE_"
 SECRET_FIELDS = frozenset({"slack_webhook_url", "ip_hash_key", "slack_signing_secret"})
@@ -65,7 +66,7 @@ class Settings:
     # Conditional execution: what to do when the raw files look wrong.
     on_anomaly: str = "stop"  # stop | continue
     min_volume_ratio: float = 0.2  # below this share of the recent average the volume is an anomaly
-    # Per-date run lock (flows/locks.py): how long a second run of the same date waits for the first
+    # Per-date run lock (cdnlake/locks.py): how long a second run of the same date waits for the first
     # before failing, and after how long without a heartbeat an S3 lock counts as abandoned.
     lock_wait_seconds: float = 600.0
     lock_stale_seconds: float = 600.0
@@ -85,6 +86,8 @@ class Settings:
     anonymize_ip: str = "truncate"  # none | truncate | hash
     ip_hash_key: str = ""
     keep_cookies: bool = False
+    # Field delimiter of standard logging v2 text deliveries (w3c/plain): one character, `tab` default.
+    v2_delimiter: str = "tab"
     # Catalog: the Delta tables are registered in this AWS Glue database after each run (Athena
     # then queries them); empty = the embedded default, where nothing needs registering.
     glue_database: str = ""
@@ -174,6 +177,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"{ENV_PREFIX}LOCK_STALE_SECONDS: seconds, 10 or more (got {s.lock_stale_seconds!r})")
     if s.anonymize_ip not in ("none", "truncate", "hash"):
         raise ConfigError(f"{ENV_PREFIX}ANONYMIZE_IP: none, truncate or hash (got {s.anonymize_ip!r})")
+    try:
+        field_delimiter(s.v2_delimiter)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}V2_DELIMITER: {exc}") from None
     if s.anonymize_ip == "hash" and not s.ip_hash_key:
         raise ConfigError(f"{ENV_PREFIX}IP_HASH_KEY: required when {ENV_PREFIX}ANONYMIZE_IP=hash")
     for d in s.distributions:

@@ -21,8 +21,8 @@ from typing import Any
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from flows.report_data import table_uri
-from spark_jobs.storage import TABLES
+from cdnlake.report_data import table_uri
+from spark_jobs.contract import TABLES
 
 log = logging.getLogger(__name__)
 

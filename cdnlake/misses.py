@@ -6,9 +6,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from flows import report_data
-from flows.runner import runner_for
-from flows.settings import Settings
+from cdnlake import report_data
+from cdnlake.runners.local import runner_for
+from cdnlake.settings import Settings
+from spark_jobs.params import MissesParams
 
 RULE_COLUMNS = ["antecedent", "consequent", "support", "confidence", "lift", "count"]
 TOP_COLUMNS = ["distro", "uri", "requests", "misses", "miss_ratio", "bytes_missed", "rank_by_misses", "rank_by_bytes"]
@@ -31,14 +32,10 @@ def analyze_misses(
     min_support: float | None = None,
     min_confidence: float | None = None,
 ) -> dict[str, Any]:
-    args = ["--start", start.isoformat(), "--end", end.isoformat(), "--warehouse", settings.warehouse]
-    for flag, value in (("--sample-fraction", sample_fraction), ("--min-support", min_support),
-                        ("--min-confidence", min_confidence)):  # fmt: skip
-        if value is not None:
-            args += [flag, str(value)]
-    if distributions:
-        args += ["--distributions", ",".join(distributions)]
-    result = runner_for(settings).run_job("analyze_misses", args)
+    chosen = {"sample_fraction": sample_fraction, "min_support": min_support, "min_confidence": min_confidence}
+    params = MissesParams(start, end, settings.warehouse, tuple(distributions) if distributions else None,
+                          **{k: v for k, v in chosen.items() if v is not None})  # fmt: skip
+    result = runner_for(settings).run_job(params)
     folder = misses_dir(settings, start, end)
     folder.mkdir(parents=True, exist_ok=True)
     rules = _range_rows(settings, "miss_rules", start)

@@ -25,8 +25,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from flows.runner import JOBS, JobFailedError
-from flows.settings import Settings
+from cdnlake.runners.jobs import JOBS, JobFailedError, JobParams
+from cdnlake.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +187,11 @@ class KubernetesRunner:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config()
-        # Pod sizes beyond the executor count are taken from the settings when they define them.
-        opt = settings.__dict__.get
-        driver_memory = str(opt("k8s_driver_memory", settings.spark_driver_memory))
+        # The pod sizes' defaults are the settings' (one set of defaults: cdnlake/settings.py).
         app = AppConfig(
-            driver=PodResources(int(opt("k8s_driver_cores", 1)), driver_memory),
-            executor=PodResources(int(opt("k8s_executor_cores", 2)), str(opt("k8s_executor_memory", "4g"))),
-            max_executors=int(opt("k8s_max_executors", 0)),
+            driver=PodResources(settings.k8s_driver_cores, settings.k8s_driver_memory),
+            executor=PodResources(settings.k8s_executor_cores, settings.k8s_executor_memory),
+            max_executors=settings.k8s_max_executors,
             aws_region=settings.aws_region,
             extra_conf=settings.spark_conf_pairs(),
         )
@@ -201,9 +199,9 @@ class KubernetesRunner:
                    settings.k8s_service_account, settings.k8s_executor_instances, settings.k8s_timeout_s,
                    config=app)  # fmt: skip
 
-    def run_job(self, job: str, args: list[str]) -> dict[str, Any]:
-        if job not in JOBS:
-            raise ValueError(f"unknown Spark job {job!r}; known: {', '.join(JOBS)}")
+    def run_job(self, params: JobParams) -> dict[str, Any]:
+        """Submit `params` as a SparkApplication; the driver gets them as its command line."""
+        job, args = params.job, params.to_argv()
         name = run_name(job, args)
         manifest = spark_application(job, args, name, self.config)
         try:
@@ -281,14 +279,14 @@ def _tail(text: str, lines: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Print the SparkApplication a run would create: `python -m flows.k8s_runner ingest --date ...`."""
+    """Print the SparkApplication a run would create: `python -m cdnlake.runners.kubernetes ingest --date ...`."""
     import yaml  # a dependency of the kubernetes client
 
-    from flows.settings import load_settings
+    from cdnlake.settings import load_settings
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in JOBS:
-        raise SystemExit(f"usage: python -m flows.k8s_runner {{{','.join(JOBS)}}} [job arguments...]")
+        raise SystemExit(f"usage: python -m cdnlake.runners.kubernetes {{{','.join(JOBS)}}} [job arguments...]")
     s = load_settings()
     config = AppConfig(s.k8s_namespace, s.k8s_image, s.k8s_service_account, s.k8s_executor_instances,
                        aws_region=s.aws_region, extra_conf=s.spark_conf_pairs())  # fmt: skip

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO
 
-from flows.settings import Settings
+from cdnlake.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.settings import Settings
+from cdnlake.settings import Settings
 
 
 def s3_client(settings: Settings) -> Any:

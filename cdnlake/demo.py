@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from flows.sample_logs import GenerationResult, distribution_ids, generate_logs
-from flows.settings import Settings
+from cdnlake.sample_logs import GenerationResult, distribution_ids, generate_logs
+from cdnlake.settings import Settings
 
 DEMO_DATE = dt.date(2024, 6, 9)  # fixed: the demo gives the same report every time
 DEMO_DISTRIBUTIONS = 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import sys
@@ -11,14 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flows.settings import ConfigError, Settings, load_settings
-from spark_jobs.args import distro_list, iso_date, location
+from cdnlake.settings import ConfigError, Settings, load_settings
+from spark_jobs.contract import default_date, distro_list, iso_date, location
 
 log = logging.getLogger("cdnlake")
-
-
-def _yesterday() -> dt.date:
-    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
 
 
 def _locations(parser: argparse.ArgumentParser, source: bool = True, reports: bool = True) -> None:
@@ -42,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=1)
     gen.add_argument("--out", type=Path, required=True)
     gen.add_argument("--files-per-hour", type=int, default=4)
+    gen.add_argument(
+        "--format",
+        choices=("legacy", "w3c", "json", "parquet"),
+        default="legacy",
+        help="legacy standard logs, or standard logging v2 deliveries (w3c, json, parquet)",
+    )
+    gen.add_argument("--hive", action="store_true", help="v2 keys with Hive-style partitions (name=value)")
 
     ingest = sub.add_parser("ingest", help="load one UTC date of raw logs into cdn_logs")
     ingest.add_argument("--date", type=iso_date, default=None)
@@ -117,11 +119,11 @@ def _print(obj: Any) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from flows.sample_logs import generate_logs
+    from cdnlake.sample_logs import generate_logs
 
     result = generate_logs(
         args.date, args.distributions, args.rows, args.seed, args.out,
-        files_per_hour=args.files_per_hour, progress=sys.stderr.isatty(),
+        files_per_hour=args.files_per_hour, progress=sys.stderr.isatty(), fmt=args.format, hive=args.hive,
     )  # fmt: skip
     print(f"wrote {len(result.files)} files, {result.lines_written:,} lines "
           f"({result.malformed_lines:,} malformed) for {', '.join(result.distribution_ids)} to {args.out}")  # fmt: skip
@@ -129,11 +131,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from flows import pipeline
-    from flows.locks import date_locks
+    from cdnlake import pipeline
+    from cdnlake.locks import date_locks
 
     settings = _settings(args)
-    date = args.date or _yesterday()
+    date = args.date or default_date(settings.report_tz)
     with date_locks(settings, [date]):  # not while a run of the same date is writing it
         result = pipeline.ingest_date(settings, date, list(settings.distributions) or None)
     print(pipeline.format_ingest(result))
@@ -141,8 +143,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cdnlake.runners.local import start_spark_early
     from flows.daily import cdn_daily, local_prefect
-    from flows.runner import start_spark_early
 
     settings = _settings(args)
     start_spark_early(settings)  # the JVM starts while Prefect does
@@ -160,7 +162,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
-    from flows.runner import start_spark_early
+    from cdnlake.runners.local import start_spark_early
 
     settings = _settings(args)
     start_spark_early(settings)
@@ -172,11 +174,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from flows import pipeline
-    from flows.locks import date_locks
+    from cdnlake import pipeline
+    from cdnlake.locks import date_locks
 
     settings = _settings(args)
-    date = args.date or _yesterday()
+    date = args.date or default_date(settings.report_tz)
     with date_locks(settings, [date]):  # the e-mail ledger is checked and written under the date's lock
         result = pipeline.report_and_email(settings, date, list(settings.distributions) or None, args.resend_email)
     _print(result)
@@ -184,7 +186,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_misses(args: argparse.Namespace) -> int:
-    from flows.misses import analyze_misses
+    from cdnlake.misses import analyze_misses
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
@@ -199,8 +201,8 @@ def cmd_analyze_misses(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from cdnlake.demo import run_demo
     from flows.daily import local_prefect
-    from flows.demo import run_demo
 
     with local_prefect(args.verbose):
         return run_demo(load_settings())
@@ -212,7 +214,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from flows import sql as adhoc
+    from cdnlake import sql as adhoc
 
     if bool(args.query) == bool(args.file):
         raise adhoc.QueryError("give the SQL as an argument or with -f FILE (one of the two)")
@@ -229,7 +231,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from flows import pipeline
+    from cdnlake import pipeline
 
     result = pipeline.register_catalog(_settings(args))
     if result is None:
@@ -243,11 +245,12 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from flows import pipeline
+    from cdnlake import pipeline
 
     # Asking for it on the command line is consent enough, even if the daily run does not do it.
     settings = dataclasses.replace(_settings(args), cloudwatch_enabled=True)
-    result = pipeline.cloudwatch_crosscheck(settings, args.date or _yesterday(), list(settings.distributions) or None)
+    date = args.date or default_date(settings.report_tz)
+    result = pipeline.cloudwatch_crosscheck(settings, date, list(settings.distributions) or None)
     assert result is not None
     check = pipeline.crosscheck_data(result)
     print(check.table.to_string(index=False) if not check.table.empty else "(no traffic and no CloudWatch data)")
@@ -256,7 +259,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
 
 def cmd_chat_server(args: argparse.Namespace) -> int:
-    from flows import chat
+    from cdnlake.integrations import chat
 
     settings = load_settings()
     if not settings.slack_signing_secret:

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from spark_jobs.raw_reader import parse_file_name
+from spark_jobs.log_fields import ALL_FIELDS
+from spark_jobs.log_keys import listed_as
 
 # Enough bytes of a file to see its headers and first data lines.
 _PEEK_BYTES = 64 * 1024
@@ -31,7 +32,7 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int]]:
+def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int, dt.date]]:
     if source.startswith(("s3://", "s3a://")):
         bucket, prefix = _split_s3(source)
         if s3_client is None:
@@ -39,7 +40,7 @@ def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int]]:
         paginator = s3_client.get_paginator("list_objects_v2")  # type: ignore[attr-defined]
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                yield f"s3://{bucket}/{obj['Key']}", int(obj["Size"])
+                yield f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), obj["LastModified"].astimezone(dt.UTC).date()
         return
     root = Path(source)
     if not root.is_dir():
@@ -47,19 +48,21 @@ def _walk(source: str, s3_client: object | None) -> Iterator[tuple[str, int]]:
     for folder, _dirs, names in os.walk(root):
         for name in names:
             path = os.path.join(folder, name)
-            yield path, os.path.getsize(path)
+            stat = os.stat(path)
+            yield path, stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC).date()
 
 
 def list_source(
     source: str, dates: set[dt.date], distributions: set[str] | None = None, s3_client: object | None = None
 ) -> list[SourceFile]:
-    """CloudFront log files under `source` (any depth) whose name's UTC hour is on `dates`."""
+    """CloudFront log files under `source` (any depth) of `dates`, by name or key path (legacy and
+    standard logging v2 layouts, the same rule as the ingest job's listing)."""
     wanted = {d.isoformat() for d in dates}
     found = []
-    for uri, size in _walk(source, s3_client):
-        parsed = parse_file_name(uri)
-        if parsed and parsed[1] in wanted and (not distributions or parsed[0] in distributions):
-            found.append(SourceFile(uri, size, *parsed))
+    for uri, size, modified in _walk(source, s3_client):
+        listed = listed_as(uri, modified, wanted)
+        if listed and (not distributions or listed[0] in distributions):
+            found.append(SourceFile(uri, size, *listed))
     return sorted(found, key=lambda f: f.uri)
 
 
@@ -82,10 +85,15 @@ def column_count_problems(path: str) -> list[str]:
     """
     declared, checked, bad = 33, 0, []
     problems = []
-    for i, line in enumerate(peek_lines(path)[:-1], start=1):
+    lines = [line.removeprefix("\ufeff").rstrip("\r") for line in peek_lines(path)[:-1]]
+    if lines and lines[0].startswith("{"):
+        return []  # a v2 JSON delivery: records, not columns (Parquet does not peek as gzip text)
+    for i, line in enumerate(lines, start=1):
         if line.startswith("#Fields:"):
-            declared = len(line.split(":", 1)[1].split())
-            if not 18 <= declared <= 33:
+            names = line.split(":", 1)[1].split()
+            declared = len(names)
+            # Any v2 selection of known fields is fine; unknown names outside 18-33 are a change.
+            if not 18 <= declared <= 33 and not set(names) <= set(ALL_FIELDS):
                 problems.append(f"{path}: header declares {declared} fields (expected 18-33)")
         elif line and not line.startswith("#"):
             checked += 1

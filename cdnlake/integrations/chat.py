@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from spark_jobs.args import iso_date
+from spark_jobs.contract import iso_date
 
 log = logging.getLogger(__name__)
 

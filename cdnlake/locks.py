@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from flows import aws
-from flows.settings import Settings
+from cdnlake.integrations import aws
+from cdnlake.settings import Settings
 
 log = logging.getLogger(__name__)
 LOCK_DIR = "_cdnlake_locks"

@@ -15,6 +15,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from reporting.model import MEASURES, ReportData, window_dates
+from spark_jobs.contract import REPORT_WINDOW_DAYS
 
 
 def table_uri(warehouse: str, table: str) -> str:
@@ -63,7 +64,7 @@ def _filter_distros(frame: pd.DataFrame, distributions: list[str] | None) -> pd.
 
 def hourly_window(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
     """72 rows (D-2 00h .. D 23h local) of all measures, zeros where there was no traffic."""
-    start, end = utc_range(day, tz, days=3)
+    start, end = utc_range(day, tz, days=REPORT_WINDOW_DAYS)
     rows = _filter_distros(read_table(warehouse, "stats_hourly", [("dt", "in", utc_dates(start, end))]),
                            distributions)  # fmt: skip
     grid = pd.DataFrame(
@@ -126,11 +127,12 @@ def quality(warehouse: str, day: dt.date, tz: str, distributions: list[str] | No
     }
 
 
-def _viewers(frame: pd.DataFrame, dimension: str) -> pd.DataFrame:
-    if frame.empty:
-        return pd.DataFrame(columns=[dimension, "requests"])
+def _viewers(frame: pd.DataFrame, dimension: str, *extra: str) -> pd.DataFrame:
+    columns = [dimension, "requests", *extra]
+    if frame.empty or any(c not in frame.columns for c in extra):
+        return pd.DataFrame(columns=columns)
     part = frame[frame["dimension"] == dimension].sort_values(["requests", "value"], ascending=[False, True])
-    return part.rename(columns={"value": dimension})[[dimension, "requests"]].reset_index(drop=True)
+    return part.rename(columns={"value": dimension})[columns].reset_index(drop=True)
 
 
 def build_report_data(
@@ -154,5 +156,6 @@ def build_report_data(
         devices=_viewers(viewers, "device_type"),
         os=_viewers(viewers, "os"),
         browsers=_viewers(viewers, "browser"),
+        countries=_viewers(viewers, "country", "bytes"),
         quality=quality(warehouse, day, tz, distributions),
     )

@@ -1,0 +1,1 @@
+"""Where Spark jobs run: in this process (local, standalone) or as SparkApplications."""

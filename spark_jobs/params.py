@@ -1,0 +1,169 @@
+"""Typed parameters of the Spark jobs: what the flow hands a job, validated where it is built.
+
+The in-process runner passes these objects straight to `spark_jobs.<job>.run(spark, params)`;
+only a job started by spark-submit (Kubernetes) goes through a command line, with `to_argv()` on
+the submitting side and the job's argparse parser plus `from_namespace()` on the other. Spark-free,
+so the flows and the CLI build parameters without importing PySpark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from spark_jobs.contract import DISTRO_RE, location
+from spark_jobs.log_fields import field_delimiter
+
+_TZ_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$")
+
+
+def _check_distributions(values: tuple[str, ...] | None) -> None:
+    for d in values or ():
+        if not DISTRO_RE.match(d):
+            raise ValueError(f"not a CloudFront distribution id: {d!r}")
+
+
+def _check_zone(value: str) -> None:
+    """An IANA zone name; it ends up in a replaceWhere predicate, so only plain names pass."""
+    try:
+        if not _TZ_RE.match(value):
+            raise ZoneInfoNotFoundError(value)
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"not an IANA time zone: {value!r}") from None
+
+
+def _argv_value(value: Any) -> str:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return ",".join(_argv_value(v) for v in value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class JobParams:
+    """Common behaviour: validation of locations and ids, the argv form, the namespace form."""
+
+    job: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("source", "warehouse"):
+                try:
+                    location(value)
+                except argparse.ArgumentTypeError as exc:
+                    raise ValueError(f"{f.name}: {exc}") from None
+            elif f.name == "distributions":
+                if value is not None and not isinstance(value, tuple):
+                    object.__setattr__(self, "distributions", tuple(value))
+                _check_distributions(self.distributions)  # type: ignore[attr-defined]
+            elif f.name == "dates" and not isinstance(value, tuple):
+                object.__setattr__(self, "dates", tuple(value or ()))
+
+    def to_argv(self) -> list[str]:
+        """The job's command line (spark-submit): `--name value`, flags for true booleans."""
+        argv: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if value is None or value is False or value == ():
+                continue
+            argv += [flag] if value is True else [flag, _argv_value(value)]
+        return argv
+
+    @classmethod
+    def from_namespace(cls, namespace: Any) -> JobParams:
+        """From the job's parsed arguments (argparse.Namespace or a mapping)."""
+        values: Mapping[str, Any] = namespace if isinstance(namespace, Mapping) else vars(namespace)
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+    def replace(self, **changes: Any) -> JobParams:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class IngestParams(JobParams):
+    job: ClassVar[str] = "ingest"
+    date: dt.date
+    source: str
+    warehouse: str
+    distributions: tuple[str, ...] | None = None
+    run_id: str | None = None
+    anonymize_ip: str = "truncate"
+    keep_cookies: bool = False
+    v2_delimiter: str = "tab"  # of standard logging v2 text deliveries; `tab` or one character
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.anonymize_ip not in ("none", "truncate", "hash"):
+            raise ValueError(f"anonymize_ip: none, truncate or hash (got {self.anonymize_ip!r})")
+        field_delimiter(self.v2_delimiter)  # raises ValueError naming what is allowed
+
+
+@dataclass(frozen=True)
+class CompactParams(JobParams):
+    job: ClassVar[str] = "compact"
+    date: dt.date
+    warehouse: str
+    distributions: tuple[str, ...] | None = None
+    vacuum: bool = False
+    max_files: int = 8
+
+
+@dataclass(frozen=True)
+class AggregateParams(JobParams):
+    job: ClassVar[str] = "aggregate"
+    date: dt.date
+    warehouse: str
+    distributions: tuple[str, ...] | None = None
+    report_tz: str = "UTC"
+    dates: tuple[dt.date, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_zone(self.report_tz)
+
+
+@dataclass(frozen=True)
+class ReconcileParams(JobParams):
+    job: ClassVar[str] = "reconcile"
+    date: dt.date
+    warehouse: str
+    distributions: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class MissesParams(JobParams):
+    job: ClassVar[str] = "analyze_misses"
+    start: dt.date
+    end: dt.date
+    warehouse: str
+    distributions: tuple[str, ...] | None = None
+    sample_fraction: float = 0.01
+    min_support: float = 0.0005
+    min_confidence: float = 0.3
+    include_error: bool = False
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        for name in ("sample_fraction", "min_support", "min_confidence"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1]: {getattr(self, name)}")
+
+
+# The registry of jobs by name: what a runner accepts and how a job's command line is typed.
+PARAMS: dict[str, type[JobParams]] = {
+    p.job: p for p in (IngestParams, CompactParams, AggregateParams, ReconcileParams, MissesParams)
+}
+JOBS: tuple[str, ...] = tuple(PARAMS)
