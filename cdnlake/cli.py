@@ -37,12 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=1)
     gen.add_argument("--out", type=Path, required=True)
     gen.add_argument("--files-per-hour", type=int, default=4)
-    gen.add_argument(
-        "--format",
-        choices=("legacy", "w3c", "json", "parquet"),
-        default="legacy",
-        help="legacy standard logs, or standard logging v2 deliveries (w3c, json, parquet)",
-    )
+    gen.add_argument("--format", choices=("legacy", "w3c", "json", "parquet"), default="legacy",
+                     help="legacy standard logs, or standard logging v2 deliveries (w3c, json, parquet)")
     gen.add_argument("--hive", action="store_true", help="v2 keys with Hive-style partitions (name=value)")
 
     ingest = sub.add_parser("ingest", help="load one UTC date of raw logs into cdn_logs")
