@@ -65,7 +65,7 @@ ARG APP_UID=185
 # folder the package fails to configure. procps: Spark's scripts call ps. tini: see entrypoint.sh.
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless fonts-ipaexfont-gothic tini procps \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini procps \
  && rm -rf /var/lib/apt/lists/* \
  && ln -s "/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture)" /usr/lib/jvm/java-17 \
  && groupadd --gid "${APP_UID}" cdnlake \

@@ -9,16 +9,22 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 .PHONY: install demo test lint bench soak audit clean
 
 $(UV):
-	$(PYTHON) -m venv .tools
-	.tools/bin/pip install --quiet uv==$(UV_VERSION)
+	@echo "uv $(UV_VERSION): installing into .tools"
+	@$(PYTHON) -m venv .tools
+	@.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # Installs exactly the versions in uv.lock (fails if the lock is out of date). Bytecode is compiled
 # at install: with PYTHONDONTWRITEBYTECODE set, every Spark Python worker recompiled pandas (~8 s).
+# One line instead of uv's list of ~200 packages.
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock Makefile
-	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
-	touch $@
+	@echo "Python packages: installing uv.lock into $(VENV) (the first time about 1.8 GB and a few minutes: pyspark is built from its source package)"
+	@$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --quiet
+	@touch $@
 
+# Then the Spark/Delta jars (spark_jobs/jars.py): resolved once into ~/.ivy2.5.2 (about 700 MB the
+# first time), one line here, Ivy's own output in ~/.ivy2.5.2/cdnlake-jars.log.
 install: $(VENV)/.installed
+	@$(VENV)/bin/python -m spark_jobs.session
 
 demo: install
 	$(VENV)/bin/cdnlake demo

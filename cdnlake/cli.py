@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="generate 3 days for 3 distributions and run the pipeline")
     sub.add_parser("config", help="print the effective settings (secrets masked)")
+    doctor = sub.add_parser("doctor", help="check Java, jars, font, locations, S3, SES, Slack and Prefect")
+    _locations(doctor)
     _warehouse_parsers(sub)
     return parser
 
@@ -94,6 +96,9 @@ def _warehouse_parsers(sub: Any) -> None:
     check = sub.add_parser("crosscheck", help="compare a day's logs with CloudFront's CloudWatch metrics")
     check.add_argument("--date", type=iso_date, default=None)
     _locations(check, source=False, reports=False)
+
+    automations = sub.add_parser("automations", help="Prefect automations: alert when cdn-daily is late or crashes")
+    automations.add_argument("action", choices=("apply", "show"), help="apply: create/update them; show: print them")
 
     chat = sub.add_parser("chat-server", help="Slack /cdn-report endpoint that starts cdn-rerun runs")
     chat.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 behind an ingress)")
@@ -139,21 +144,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cdnlake.run_settings import use_settings
     from cdnlake.runners.local import start_spark_early
     from flows.daily import cdn_daily, local_prefect
 
     settings = _settings(args)
     start_spark_early(settings)  # the JVM starts while Prefect does
-    with local_prefect(args.verbose):
+    with local_prefect(args.verbose), use_settings(settings):  # the flow's settings: never a parameter
         summary = cdn_daily(
-            date=args.date, distributions=list(settings.distributions) or None,
-            resend_email=args.resend_email, settings=settings,
+            date=args.date, distributions=list(settings.distributions) or None, resend_email=args.resend_email,
         )  # fmt: skip
     _print(summary)
+    from cdnlake.progress import print_summary
+
+    print_summary(summary)  # to stderr: stdout stays JSON for `| jq`
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from cdnlake.run_settings import use_settings
     from flows.daily import cdn_backfill, local_prefect
 
     if args.end < args.start:
@@ -162,10 +171,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     start_spark_early(settings)
-    with local_prefect(args.verbose):
+    with local_prefect(args.verbose), use_settings(settings):
         _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
-                            resend_email=args.resend_email, settings=settings,
-                            concurrency=args.concurrency))  # fmt: skip
+                            resend_email=args.resend_email, concurrency=args.concurrency))  # fmt: skip
     return 0
 
 
@@ -207,6 +215,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     _print(load_settings().masked())
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from cdnlake.doctor import report, run_checks, this_machine
+
+    settings = _settings(args)
+    return report(run_checks(settings, this_machine(settings)), sys.stdout)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -254,6 +269,19 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_automations(args: argparse.Namespace) -> int:
+    from cdnlake import automations
+
+    settings = load_settings()
+    if args.action == "show":
+        start, zone = automations.schedule_time()
+        _print(automations.automation_specs(settings.completion_deadline, start, zone))
+        return 0
+    names = automations.apply_automations(settings)
+    print("\n".join(f"applied: {name}" for name in names))
+    return 0
+
+
 def cmd_chat_server(args: argparse.Namespace) -> int:
     from cdnlake.integrations import chat
 
@@ -268,15 +296,20 @@ def cmd_chat_server(args: argparse.Namespace) -> int:
 COMMANDS = {
     "generate-logs": cmd_generate, "ingest": cmd_ingest, "run": cmd_run, "backfill": cmd_backfill,
     "report": cmd_report, "analyze-misses": cmd_analyze_misses, "demo": cmd_demo, "config": cmd_config,
-    "sql": cmd_sql, "catalog": cmd_catalog, "crosscheck": cmd_crosscheck, "chat-server": cmd_chat_server,
+    "doctor": cmd_doctor, "sql": cmd_sql, "catalog": cmd_catalog, "crosscheck": cmd_crosscheck,
+    "chat-server": cmd_chat_server, "automations": cmd_automations,
 }  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    for noisy in ("py4j", "httpx", "urllib3", "botocore"):
+    from cdnlake.progress import CurrentStderr
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        stream=CurrentStderr())  # fmt: skip
+    for noisy in ("httpx", "urllib3", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("py4j").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
+from cdnlake.progress import print_summary
 from cdnlake.sample_logs import GenerationResult, distribution_ids, generate_logs
 from cdnlake.settings import Settings
 
@@ -55,6 +57,7 @@ def _newest_email(outbox: Path, date: dt.date) -> Path | None:
 
 def run_demo(settings: Settings, date: dt.date = DEMO_DATE, rows: int = DEMO_ROWS) -> int:
     """Generate D-2..D, run the daily flow for D and print where the outputs are; returns an exit code."""
+    from cdnlake.run_settings import use_settings
     from flows.daily import cdn_daily
 
     if any(str(loc).startswith("s3") for loc in (settings.source, settings.reports, settings.outbox)):
@@ -68,13 +71,11 @@ def run_demo(settings: Settings, date: dt.date = DEMO_DATE, rows: int = DEMO_ROW
     # Only name the demo's distributions when CDNLAKE_DISTRIBUTIONS would otherwise filter them out.
     ids = [d.lower() for d in generated[date].distribution_ids] if settings.distributions else None
     # Re-send: each demo run leaves a fresh e-mail to look at (the ledger would skip a second one).
-    summary = cdn_daily(date=date, distributions=ids, resend_email=True, settings=settings)
-    totals, report = summary["totals"], summary["report"]
+    with use_settings(settings):
+        summary = cdn_daily(date=date, distributions=ids, resend_email=True)
+    totals = summary["totals"]
     email = _newest_email(Path(settings.outbox), date) if not settings.ses_enabled else None
     print(f"\ndemo finished in {summary['duration_s']:.0f}s: {totals['requests']:,} requests on {date}, "
           f"{totals['gb']:.2f} GB, peak {summary.get('peak_text')}")  # fmt: skip
-    print(f"  report PDF:   {Path(report['pdf']).resolve()}")
-    print(f"  CSV:          {Path(report['csv']).resolve()}")
-    print(f"  summary.json: {Path(report['summary']).resolve()}")
-    print(f"  e-mail:       {email.resolve() if email else summary['email'].get('detail')}")
+    print_summary(summary, sys.stdout, email_path=str(email.resolve()) if email else None)
     return 0

@@ -19,6 +19,7 @@ import logging
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -97,7 +98,8 @@ def format_message(event: ProgressEvent) -> str:
         return f"{head}WARNING {title}: {event.detail}"
     if event.kind == "complete":
         took = f" in {format_duration(event.duration_s)}" if event.duration_s is not None else ""
-        return f"{head}COMPLETE {title}{took}{_totals_text(event.totals or {})}"
+        note = f" — {event.detail}" if event.detail else ""  # morning figures, late files, alerts
+        return f"{head}COMPLETE {title}{took}{_totals_text(event.totals or {})}{note}"
     where = f" at {event.stage}{_position(event)}" if event.stage else ""
     run = f" (run: {event.run_url})" if event.run_url else ""
     return f"{head}FAILED {title}{where}: {event.detail}{run}"
@@ -121,6 +123,40 @@ class ConsoleNotifier:
         print(format_message(event), file=self.stream or sys.stderr, flush=True)
 
 
+class LiveConsoleNotifier:
+    """In a terminal: the same lines, plus a live status line (cdnlake/progress.py) under them."""
+
+    def __init__(self, status: Any) -> None:
+        self.status = status
+
+    def send(self, event: ProgressEvent) -> None:
+        self.status.log(format_message(event))
+        if event.kind == "running" and event.stage:
+            self.status.stage(event.stage, event.step, event.total)
+        elif event.kind in ("complete", "failed"):
+            self.status.stop()
+
+
+def _spark_task_counts() -> tuple[int, int] | None:
+    if "pyspark" not in sys.modules:  # the Kubernetes runner has no Spark in this process
+        return None
+    from spark_jobs.session import running_task_counts
+
+    return running_task_counts()
+
+
+def console_notifier(stream: TextIO | None = None) -> Notifier:
+    """A live display for a person at a terminal; plain timestamped lines anywhere else."""
+    from cdnlake.progress import LiveStatus, interactive
+
+    stream = stream or sys.stderr
+    if not interactive(stream):
+        return ConsoleNotifier(stream if stream is not sys.stderr else None)
+    from rich.console import Console
+
+    return LiveConsoleNotifier(LiveStatus(Console(file=stream), tasks=_spark_task_counts))
+
+
 class SlackNotifier:
     """Slack incoming webhook: POST `{"text": ...}`; retried with backoff on network and 5xx/429 errors."""
 
@@ -135,6 +171,14 @@ class SlackNotifier:
 
     def __repr__(self) -> str:  # never show the webhook (it grants posting rights)
         return "SlackNotifier(webhook_url=***)"
+
+    def _scrub(self, text: str) -> str:
+        """`text` without the webhook URL or any piece of its path (the token is in the path)."""
+        parts = urllib.parse.urlsplit(self._url)
+        for secret in sorted({self._url, parts.path, *parts.path.split("/"), parts.query}, key=len, reverse=True):
+            if len(secret) >= 6:
+                text = text.replace(secret, "***")
+        return text
 
     def _post(self, payload: bytes) -> None:
         request = urllib.request.Request(
@@ -158,9 +202,13 @@ class SlackNotifier:
                 problem = f"HTTP {exc.code}"
                 if exc.code < 500 and exc.code != 429:  # a bad request does not get better by repeating it
                     break
-            except (urllib.error.URLError, OSError) as exc:
-                # str(URLError) is "<urlopen error reason>": it does not contain the URL.
-                problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+            except urllib.error.URLError as exc:
+                # str(URLError) is "<urlopen error reason>": the network's reason, scrubbed all the same.
+                problem = self._scrub(f"{type(exc).__name__}: {exc.reason}")
+            except Exception as exc:  # noqa: BLE001 - any other failure (http.client.InvalidURL, ValueError ...)
+                # Their messages may quote the URL, escaped in ways no scrubbing can foresee
+                # (InvalidURL: "URL can't contain control characters. '/services/…\\x7f'"): only the kind leaves.
+                problem = f"{type(exc).__name__} (message withheld: it may quote the webhook URL)"
             if attempt < attempts:
                 self._sleep(self.backoff_s * 2 ** (attempt - 1))
         self._healthy = False
@@ -238,7 +286,7 @@ class StageProgress:
 
 def notifier_from_settings(settings: Settings, sns_client: Any = None) -> FanoutNotifier:
     """Console always; Slack when a webhook is configured; SNS when a topic is configured."""
-    channels: list[Notifier] = [ConsoleNotifier()]
+    channels: list[Notifier] = [console_notifier()]
     if settings.slack_webhook_url:
         channels.append(SlackNotifier(settings.slack_webhook_url))
     if settings.sns_topic_arn:
@@ -251,6 +299,7 @@ def notifier_from_settings(settings: Settings, sns_client: Any = None) -> Fanout
 
 
 __all__ = [
-    "ConsoleNotifier", "FanoutNotifier", "NotificationError", "Notifier", "ProgressEvent", "SlackNotifier",
+    "ConsoleNotifier", "FanoutNotifier", "LiveConsoleNotifier", "NotificationError", "Notifier", "ProgressEvent",
+    "SlackNotifier", "console_notifier",
     "SnsNotifier", "StageProgress", "format_duration", "format_message", "notifier_from_settings",
 ]  # fmt: skip

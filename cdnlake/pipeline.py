@@ -18,9 +18,12 @@ from typing import Any
 
 from cdnlake import report_data, sources
 from cdnlake.integrations import aws
+from cdnlake.late_files import IngestPlan, earlier_dates, plan_ingest
+from cdnlake.operations import with_operations
 from cdnlake.runners.local import runner_for
 from cdnlake.settings import Settings
-from spark_jobs.contract import report_window
+from cdnlake.storage import Store
+from flows.artifacts import flow_run_id
 from spark_jobs.params import AggregateParams, CompactParams, IngestParams, ReconcileParams
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ def _s3_client(settings: Settings) -> Any:
 def recent_volume(settings: Settings, date: dt.date, distributions: list[str] | None) -> float | None:
     """Average raw bytes per day over the recent days already ingested (None if there are none)."""
     days = [(date - dt.timedelta(days=i)).isoformat() for i in range(1, _RECENT_DAYS + 1)]
-    files = report_data.read_table(settings.warehouse, "ingest_files", [("dt", "in", days)])
+    files = report_data.read_table(aws.warehouse(settings), "ingest_files", [("dt", "in", days)])
     if files.empty:
         return None
     if distributions:
@@ -62,18 +65,20 @@ def recent_volume(settings: Settings, date: dt.date, distributions: list[str] | 
 
 
 def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] | None) -> RawCheck:
-    """List the date's raw files and look for trouble before loading: none, bad columns, low volume."""
+    """List the date's raw files and look for trouble before loading: none, a format change, low volume."""
     wanted = set(distributions) if distributions else None
-    found = sources.list_source(settings.source, {date}, wanted, _s3_client(settings))
+    client = _s3_client(settings)
+    found = sources.list_source(settings.source, {date}, wanted, client)
     per_distro: dict[str, int] = {}
     for f in found:
         per_distro[f.distro] = per_distro.get(f.distro, 0) + 1
     check = RawCheck(date.isoformat(), len(found), sum(f.size for f in found), per_distro)
     if not found:
         check.anomalies.append(f"no raw log files for {date} under {settings.source}")
-    for f in found[:: max(1, len(found) // 20)]:  # a sample of files is enough to catch a format change
-        if not f.uri.startswith("s3"):
-            check.anomalies += sources.column_count_problems(f.uri)[:3]
+    sample = found[:: max(1, -(-len(found) // sources.SAMPLE_FILES))]  # spread over the day's hours
+    alarm = sources.format_alarm(date, [sources.file_fit(f.uri, client) for f in sample])
+    if alarm:
+        check.anomalies.append(alarm)
     average = recent_volume(settings, date, distributions)
     check.recent_average_bytes = average
     if average and check.bytes < settings.min_volume_ratio * average:
@@ -84,17 +89,17 @@ def check_raw_files(settings: Settings, date: dt.date, distributions: list[str] 
     return check
 
 
-def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] | None) -> list[dt.date]:
-    """D always; D-1 and D-2 too when they have raw files but nothing in the warehouse yet."""
-    earlier = report_window(date)[:-1]
+def dates_to_ingest(settings: Settings, date: dt.date, distributions: list[str] | None) -> IngestPlan:
+    """D, and each earlier date with late or changed files, or with files but nothing loaded yet."""
+    earlier = earlier_dates(date, settings.late_days)
     loaded = report_data.read_table(
-        settings.warehouse, "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])]
+        aws.warehouse(settings), "ingest_files", [("dt", "in", [d.isoformat() for d in earlier])]
     )
-    done = set(loaded["dt"]) if not loaded.empty else set()
-    missing = [d for d in earlier if d.isoformat() not in done]
+    if distributions and not loaded.empty:
+        loaded = loaded[loaded["distro"].isin(distributions)]
     wanted = set(distributions) if distributions else None
-    with_files = {f.date for f in sources.list_source(settings.source, set(missing), wanted, _s3_client(settings))}
-    return [d for d in missing if d.isoformat() in with_files] + [date]
+    listed = sources.list_source(settings.source, set(earlier), wanted, _s3_client(settings))
+    return plan_ingest(date, settings.late_days, listed, loaded)
 
 
 def ingest_date(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
@@ -128,81 +133,79 @@ def reconcile(settings: Settings, date: dt.date, distributions: list[str] | None
     return runner_for(settings).run_job(ReconcileParams(date, settings.warehouse, _ids(distributions)))
 
 
-def report_dir(settings: Settings, date: dt.date) -> Path:
-    """Where a date's outputs are written: the reports folder, or a local staging folder for S3."""
-    if settings.reports.startswith(("s3://", "s3a://")):
-        return Path(tempfile.gettempdir()) / "cdnlake-reports" / date.isoformat()
-    return Path(settings.reports) / date.isoformat()
-
-
-def publish_reports(settings: Settings, date: dt.date, paths: dict[str, Path]) -> dict[str, str]:
-    """Upload staged outputs to `<reports>/<date>/` when the reports location is S3."""
-    if not settings.reports.startswith(("s3://", "s3a://")):
-        return {k: str(v) for k, v in paths.items()}
-    bucket, _, prefix = settings.reports.split("://", 1)[1].partition("/")
-    client = aws.s3_client(settings)
-    uris = {}
-    for key, path in paths.items():
-        object_key = "/".join(p for p in (prefix.strip("/"), date.isoformat(), path.name) if p)
-        client.upload_file(str(path), bucket, object_key)
-        uris[key] = f"s3://{bucket}/{object_key}"
-    return uris
+def reports_store(settings: Settings) -> Store:
+    """The reports location (local folder or S3): outputs under `<date>/`, the e-mail ledger."""
+    return aws.store(settings, settings.reports)
 
 
 def build_report(
-    settings: Settings, date: dt.date, distributions: list[str] | None, crosscheck: dict[str, Any] | None = None
+    settings: Settings, date: dt.date, distributions: list[str] | None, crosscheck: dict[str, Any] | None = None,
+    late: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write cdn_statistics.csv, summary.json and cdn_report.pdf for the date from the tables.
+    """Write cdn_statistics.csv, summary.json and cdn_report.pdf for the date into `<reports>/<date>/`.
 
     `crosscheck`: a cloudwatch_crosscheck() result, shown as a small table in the PDF when given.
+    The files are rendered in a private temporary folder, then put into the reports store.
+    `late`: the run's late files (cdnlake.operations.late_files_summary); alerts and usage are always added.
     """
     from reporting.outputs import summary_dict, write_outputs
 
     data = report_data.build_report_data(
-        settings.warehouse, date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        aws.warehouse(settings), date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
     )
     if crosscheck is not None:
         data = dataclasses.replace(data, crosscheck=crosscheck_data(crosscheck))
-    paths = write_outputs(data, report_dir(settings, date))
-    return {"paths": publish_reports(settings, date, paths), "summary": summary_dict(data)}
+    data = with_operations(settings, data, distributions, late)
+    store = reports_store(settings)
+    uris = {}
+    with tempfile.TemporaryDirectory(prefix="cdnlake-report-") as staging:
+        for kind, path in write_outputs(data, Path(staging)).items():
+            key = f"{date.isoformat()}/{path.name}"
+            store.write(key, path.read_bytes())
+            uris[kind] = store.uri(key)
+    return {"paths": uris, "summary": summary_dict(data)}
 
 
 def send_email(
     settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool,
-    crosscheck: dict[str, Any] | None = None,
+    crosscheck: dict[str, Any] | None = None, late: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The morning e-mail: SES when enabled, else an .eml in the outbox; once per date unless forced.
 
+    Once per (date, distribution set), also across crashes and concurrent runs: the ledger in
+    the reports store (reporting/ledger.py). The CSV and PDF attached are the ones in the store.
     `crosscheck`: a cloudwatch_crosscheck() result, added as a line under the body when given.
     """
     from reporting.delivery import OutboxSender, SesSender, deliver
     from reporting.email import EmailConfig, build_message
-    from reporting.ledger import SentLedger
+    from reporting.ledger import EmailLedger
+    from reporting.outputs import CSV_NAME, PDF_NAME
 
-    folder = report_dir(settings, date)
+    store = reports_store(settings)
     data = report_data.build_report_data(
-        settings.warehouse, date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        aws.warehouse(settings), date, settings.report_tz, distributions, dt.datetime.now(dt.UTC).replace(tzinfo=None)
     )
     if crosscheck is not None:
         data = dataclasses.replace(data, crosscheck=crosscheck_data(crosscheck))
+    data = with_operations(settings, data, distributions, late)
     body = Path(settings.email_template).read_text(encoding="utf-8") if settings.email_template else None
     config = EmailConfig(
         sender=settings.email_sender, to=list(settings.email_to), cc=list(settings.email_cc),
         bcc=list(settings.email_bcc), environment=settings.environment,
         **({"body_template": body} if body else {}),
     )  # fmt: skip
-    message = build_message(
-        data, (folder / "cdn_statistics.csv").read_bytes(), (folder / "cdn_report.pdf").read_bytes(), config
-    )
+    attachments = [store.read(f"{date.isoformat()}/{name}") for name in (CSV_NAME, PDF_NAME)]
+    if None in attachments:
+        raise FileNotFoundError(f"the report of {date} is not in {store.location}: run the report stage first")
+    message = build_message(data, attachments[0], attachments[1], config)
     if settings.ses_enabled:
         import boto3
 
         sender: Any = SesSender(boto3.client("sesv2", region_name=settings.aws_region))
-        ledger_path = Path(settings.reports) / "sent_ledger.json"
     else:
         sender = OutboxSender(Path(settings.outbox))
-        ledger_path = Path(settings.outbox) / "sent_ledger.json"
-    result = deliver(date, message, sender, SentLedger(ledger_path), force=resend)
+    result = deliver(date, message, sender, EmailLedger(store), force=resend, distributions=distributions,
+                     run=flow_run_id() or "")  # fmt: skip
     return {"sent": result.sent, "message_id": result.message_id, "detail": result.detail, "via": sender.kind}
 
 
@@ -240,7 +243,8 @@ def register_catalog(settings: Settings) -> dict[str, Any] | None:
     return {"catalog": "glue", "database": settings.glue_database, "tables": tables}
 
 
-def logs_hourly(warehouse: str, start: dt.datetime, end: dt.datetime, distributions: list[str] | None) -> Any:
+def logs_hourly(warehouse: str | report_data.Warehouse, start: dt.datetime, end: dt.datetime,
+                distributions: list[str] | None) -> Any:  # fmt: skip
     """stats_hourly rows in [start, end) (naive UTC) as distro, ts, request_count, bytes_requested."""
     import pandas as pd
 
@@ -257,7 +261,7 @@ def logs_hourly(warehouse: str, start: dt.datetime, end: dt.datetime, distributi
 def _known_distributions(settings: Settings, date: dt.date) -> list[str]:
     """Distributions seen in the last week: one whose logs stopped arriving entirely is still checked."""
     days = [(date - dt.timedelta(days=i)).isoformat() for i in range(_RECENT_DAYS + 1)]
-    rows = report_data.read_table(settings.warehouse, "stats_hourly", [("dt", "in", days)])
+    rows = report_data.read_table(aws.warehouse(settings), "stats_hourly", [("dt", "in", days)])
     return sorted(rows["distro"].unique().tolist()) if not rows.empty else []
 
 
@@ -277,7 +281,7 @@ def cloudwatch_crosscheck(settings: Settings, date: dt.date, distributions: list
     ids = list(distributions or settings.distributions or _known_distributions(settings, date))
     client = boto3.client("cloudwatch", region_name=cloudwatch.CLOUDFRONT_REGION)
     metrics = cloudwatch.fetch_hourly(client, ids, date, start, end)
-    logs = logs_hourly(settings.warehouse, start, end, ids)
+    logs = logs_hourly(aws.warehouse(settings), start, end, ids)
     table, alerts = cloudwatch.compare(metrics, logs, settings.cloudwatch_threshold_pct)
     for line in alerts:
         log.warning("cloudwatch cross-check: %s", line)

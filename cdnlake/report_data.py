@@ -7,6 +7,7 @@ report time zone (whole-hour offsets, checked by settings), so the UTC rows are 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,14 +19,26 @@ from reporting.model import MEASURES, ReportData, window_dates
 from spark_jobs.contract import REPORT_WINDOW_DAYS
 
 
-def table_uri(warehouse: str, table: str) -> str:
-    return warehouse.rstrip("/").replace("s3a://", "s3://", 1) + "/" + table
+@dataclass(frozen=True)
+class Warehouse:
+    """A warehouse location with the delta-rs storage options to reach it (e.g. an S3 endpoint
+    other than AWS's: cdnlake/integrations/aws.py builds them from CDNLAKE_S3_ENDPOINT). A plain str works too."""
+
+    uri: str
+    options: dict[str, str] = field(default_factory=dict)
 
 
-def read_table(warehouse: str, table: str, partitions: list[tuple[str, str, Any]] | None = None) -> pd.DataFrame:
+def table_uri(warehouse: str | Warehouse, table: str) -> str:
+    root = warehouse.uri if isinstance(warehouse, Warehouse) else warehouse
+    return root.rstrip("/").replace("s3a://", "s3://", 1) + "/" + table
+
+
+def read_table(warehouse: str | Warehouse, table: str,
+               partitions: list[tuple[str, str, Any]] | None = None) -> pd.DataFrame:  # fmt: skip
     """A Delta table (or its matching partitions) as pandas; empty when the table does not exist."""
+    options = warehouse.options if isinstance(warehouse, Warehouse) else None
     try:
-        delta = DeltaTable(table_uri(warehouse, table))
+        delta = DeltaTable(table_uri(warehouse, table), storage_options=options or None)
     except TableNotFoundError:
         return pd.DataFrame()
     return delta.to_pandas(partitions=partitions or None)
@@ -62,7 +75,7 @@ def _filter_distros(frame: pd.DataFrame, distributions: list[str] | None) -> pd.
     return frame[frame["distro"].isin(distributions)]
 
 
-def hourly_window(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
+def hourly_window(warehouse: str | Warehouse, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
     """72 rows (D-2 00h .. D 23h local) of all measures, zeros where there was no traffic."""
     start, end = utc_range(day, tz, days=REPORT_WINDOW_DAYS)
     rows = _filter_distros(read_table(warehouse, "stats_hourly", [("dt", "in", utc_dates(start, end))]),
@@ -79,7 +92,7 @@ def hourly_window(warehouse: str, day: dt.date, tz: str, distributions: list[str
     return merged.astype({m: "int64" for m in MEASURES})
 
 
-def distro_day(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
+def distro_day(warehouse: str | Warehouse, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
     start, end = utc_range(day, tz)
     rows = _filter_distros(read_table(warehouse, "stats_hourly", [("dt", "in", utc_dates(start, end))]),
                            distributions)  # fmt: skip
@@ -90,7 +103,7 @@ def distro_day(warehouse: str, day: dt.date, tz: str, distributions: list[str] |
     return rows.groupby("distro", as_index=False)[list(MEASURES)].sum().astype({m: "int64" for m in MEASURES})
 
 
-def minute_day(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
+def minute_day(warehouse: str | Warehouse, day: dt.date, tz: str, distributions: list[str] | None) -> pd.DataFrame:
     """Bytes per local minute of day D over the selected distributions (1440 rows)."""
     start, end = utc_range(day, tz)
     rows = _filter_distros(read_table(warehouse, "stats_minute", [("dt", "in", utc_dates(start, end))]),
@@ -104,14 +117,14 @@ def minute_day(warehouse: str, day: dt.date, tz: str, distributions: list[str] |
     return grid.merge(sums, on="minute", how="left").fillna(0).astype({"bytes": "int64"})
 
 
-def top_list(warehouse: str, table: str, day: dt.date, tz: str) -> pd.DataFrame:
+def top_list(warehouse: str | Warehouse, table: str, day: dt.date, tz: str) -> pd.DataFrame:
     rows = read_table(warehouse, table, [("report_date", "=", day.isoformat())])
     if rows.empty:
         return rows
     return rows[rows["report_tz"] == tz].reset_index(drop=True)
 
 
-def quality(warehouse: str, day: dt.date, tz: str, distributions: list[str] | None) -> dict[str, int]:
+def quality(warehouse: str | Warehouse, day: dt.date, tz: str, distributions: list[str] | None) -> dict[str, int]:
     """Data quality of the UTC dates that make up day D: files, damaged, lines read/loaded/rejected."""
     start, end = utc_range(day, tz)
     files = _filter_distros(read_table(warehouse, "ingest_files", [("dt", "in", utc_dates(start, end))]),
@@ -136,7 +149,7 @@ def _viewers(frame: pd.DataFrame, dimension: str, *extra: str) -> pd.DataFrame:
 
 
 def build_report_data(
-    warehouse: str, day: dt.date, tz: str, distributions: list[str] | None, generated_at: dt.datetime
+    warehouse: str | Warehouse, day: dt.date, tz: str, distributions: list[str] | None, generated_at: dt.datetime
 ) -> ReportData:
     hourly = hourly_window(warehouse, day, tz, distributions)
     per_distro = distro_day(warehouse, day, tz, distributions)

@@ -40,6 +40,8 @@ class Settings:
     warehouse: str = "./data/warehouse"
     reports: str = "./data/reports"
     outbox: str = "./data/outbox"
+    # Spark's full driver log of each run (the console shows errors only): a local folder.
+    log_dir: str = "./data/logs"
     spark_master: str = "local[*]"
     spark_runner: str = "local"
     spark_driver_memory: str = "4g"
@@ -98,6 +100,18 @@ class Settings:
     # Re-runs from chat: `cdnlake chat-server` verifies Slack's signature, then runs this deployment.
     slack_signing_secret: str = ""
     rerun_deployment: str = "cdn-rerun/cdn-rerun"
+    # Operations (README "Alerts"): late files re-ingested over D-late_days..D-1 (0 = off); traffic
+    # alerts on the statistics; the Prefect automations that alert when cdn-daily is late or crashes.
+    late_days: int = 2
+    alert_5xx_pct: float = 5.0  # 5xx share of an hour's requests (per distribution)
+    alert_min_requests: int = 100  # hours with fewer requests are too small for a share to mean much
+    alert_hit_ratio_drop_points: float = 10.0  # hit ratio of D below D-1's by more than this
+    alert_silent_days: int = 2  # an hour with no requests that had traffic on each of these days before
+    alert_volume_low: float = 0.5  # daily bytes below this times the last-7-day median
+    alert_volume_high: float = 2.0  # ... or above this times it
+    alert_committed_gbps: float = 100.0  # peak bandwidth above the committed rate (0 = off)
+    completion_deadline: str = "10:30"  # cdn-daily must have completed by then (CDNLAKE_SCHEDULE_TZ)
+    automation_block: str = ""  # Prefect notification block the automations use (`slack-webhook/ops`)
     config_file: str = ""
 
     def masked(self) -> dict[str, Any]:
@@ -153,6 +167,8 @@ def _validate(s: Settings) -> None:
             location(getattr(s, key))
         except Exception as exc:  # argparse.ArgumentTypeError
             raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from None
+    if s.log_dir.startswith(("s3://", "s3a://")):
+        raise ConfigError(f"{ENV_PREFIX}LOG_DIR: a local folder (got {s.log_dir!r})")
     for key in ("report_tz", "schedule_tz"):
         try:
             zone = ZoneInfo(getattr(s, key))
@@ -210,6 +226,32 @@ def _validate_integrations(s: Settings) -> None:
                           f"(got {s.cloudwatch_threshold_pct!r})")  # fmt: skip
     if not _DEPLOYMENT_RE.match(s.rerun_deployment):
         raise ConfigError(f"{ENV_PREFIX}RERUN_DEPLOYMENT: flow-name/deployment-name (got {s.rerun_deployment!r})")
+    _validate_operations(s)
+
+
+_DEADLINE_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def _validate_operations(s: Settings) -> None:
+    """Late files, traffic alerts and automations (README "Alerts")."""
+    counts = {"late_days": (s.late_days, 0, 30), "alert_min_requests": (s.alert_min_requests, 0, None),
+              "alert_silent_days": (s.alert_silent_days, 0, 7)}  # fmt: skip
+    for key, (value, low, high) in counts.items():
+        if value < low or (high is not None and value > high):
+            bounds = f"{low}..{high}" if high is not None else f"{low} or more"
+            raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {bounds} (got {value!r})")
+    if not 0 < s.alert_5xx_pct <= 100:
+        raise ConfigError(f"{ENV_PREFIX}ALERT_5XX_PCT: a percentage in (0, 100] (got {s.alert_5xx_pct!r})")
+    if not 0 < s.alert_hit_ratio_drop_points <= 100:
+        raise ConfigError(f"{ENV_PREFIX}ALERT_HIT_RATIO_DROP_POINTS: percentage points in (0, 100] "
+                          f"(got {s.alert_hit_ratio_drop_points!r})")  # fmt: skip
+    if not 0 < s.alert_volume_low < 1 < s.alert_volume_high:
+        raise ConfigError(f"{ENV_PREFIX}ALERT_VOLUME_LOW / _HIGH: 0 < low < 1 < high "
+                          f"(got {s.alert_volume_low!r}, {s.alert_volume_high!r})")  # fmt: skip
+    if s.alert_committed_gbps < 0:
+        raise ConfigError(f"{ENV_PREFIX}ALERT_COMMITTED_GBPS: Gbps, 0 (off) or more (got {s.alert_committed_gbps!r})")
+    if not _DEADLINE_RE.match(s.completion_deadline):
+        raise ConfigError(f"{ENV_PREFIX}COMPLETION_DEADLINE: HH:MM (got {s.completion_deadline!r})")
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -22,41 +22,87 @@ from spark_jobs.storage import table_exists
 DEFAULT_LIMIT = 50
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _PARAM_VALUE = re.compile(r"^[A-Za-z0-9_.:\-/ ]{0,200}$")  # no quotes: a value cannot end a SQL literal
-_FIRST_WORDS = ("select", "with", "show", "describe", "desc", "explain", "values", "table", "from")
-# Statements that would change a table or the session's catalog. Temp views are path-based, so a
-# stray DELETE or DROP would act on the warehouse itself; this is a guard against accidents, not
-# a security boundary (whoever runs `cdnlake sql` can already write the warehouse).
-_WRITES = re.compile(
-    r"\b(insert|update|delete|merge|drop|create|alter|truncate|optimize|vacuum|restore|refresh|msck|"
-    r"cache|uncache|load|set|reset|add|grant|revoke|repair|convert|clone)\b",
-    re.IGNORECASE,
-)
+# Read-only is decided on Spark's parsed (unresolved) plan, not on the text: the parser knows
+# where literals and comments end, so nothing can hide a second statement or a write. Commands
+# are refused except these, which only show metadata; so are functions that call into the JVM.
+_READ_ONLY_COMMANDS = frozenset({
+    "ShowTables", "ShowTablesExtended", "ShowViews", "ShowColumns", "ShowFunctions", "ShowPartitions",
+    "ShowTableProperties", "ShowCreateTable", "ShowNamespaces", "ShowCatalogs", "ShowCurrentNamespace",
+    "DescribeRelation", "DescribeColumn", "DescribeFunction", "DescribeNamespace", "ExplainCommand",
+})  # fmt: skip
+_JVM_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect"})
+# Writes that the parser does not represent as a Command (INSERT is a parsed statement).
+_WRITE_PREFIXES = ("InsertInto", "AppendData", "Overwrite", "ReplaceData", "WriteDelta", "MergeInto",
+                   "DeleteFrom", "UpdateTable", "CreateTable", "ReplaceTable", "Call", "Execute")  # fmt: skip
+_COMMAND = "org.apache.spark.sql.catalyst.plans.logical.Command"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class QueryError(ValueError):
     """The query cannot be run as asked; the message says why."""
 
 
-def _strip_literals_and_comments(sql: str) -> str:
-    """The SQL without string literals, quoted identifiers and comments (for keyword checks only)."""
-    sql = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.DOTALL)
-    return re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`", "''", sql)
+def _seq(scala_seq: Any) -> list[Any]:
+    return [scala_seq.apply(i) for i in range(scala_seq.size())]
 
 
-def check_read_only(sql: str) -> str:
-    """The single statement of `sql` (trailing `;` removed), or QueryError if it could write."""
-    code = _strip_literals_and_comments(sql).strip().rstrip(";").strip()
-    if not code:
+def _short(node: Any) -> str:
+    return str(node.getClass().getSimpleName()).rstrip("$")
+
+
+def _expressions(expression: Any) -> list[Any]:
+    found = [expression]
+    for child in _seq(expression.children()):
+        found += _expressions(child)
+    return found
+
+
+def _refusal(spark: Any, plan: Any) -> str | None:
+    """Why `plan` (and every plan inside it) is not read-only, or None."""
+    command = spark._jvm.java.lang.Class.forName(_COMMAND)
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        name = _short(node)
+        writes = name.startswith(_WRITE_PREFIXES) or "Procedure" in name
+        if writes or (command.isInstance(node) and name not in _READ_ONLY_COMMANDS):
+            return name
+        if name == "ExplainCommand":
+            pending.append(node.logicalPlan())
+        pending += _seq(node.children())
+        for expression in (e for top in _seq(node.expressions()) for e in _expressions(top)):
+            kind = _short(expression)
+            if kind == "UnresolvedFunction":
+                function = str(_seq(expression.nameParts())[-1]).lower()
+                if function in _JVM_FUNCTIONS:
+                    return f"{function}()"
+            if kind in ("ScalarSubquery", "Exists", "ListQuery", "LateralSubquery"):
+                pending.append(expression.plan())
+    return None
+
+
+def check_read_only(spark: Any, sql: str) -> str:
+    """The statement of `sql` if Spark parses it as one read-only query, else QueryError.
+
+    Parsing runs nothing: a refused statement changes nothing.
+    """
+    statement = sql.strip().rstrip(";").strip()
+    if not statement:
         raise QueryError("empty query")
-    if ";" in code:
-        raise QueryError("one statement at a time, please")
-    first = code.split(None, 1)[0].lower().lstrip("(")
-    if first not in _FIRST_WORDS:
-        raise QueryError(f"read-only queries only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN), not {first.upper()}")
-    word = _WRITES.search(code)
-    if word:
-        raise QueryError(f"read-only queries only: {word.group(1).upper()} is not allowed")
-    return sql.strip().rstrip(";").strip()
+    try:
+        plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(statement)
+    except Exception as exc:  # py4j wraps the ParseException; its first line says where
+        text = str(getattr(exc, "java_exception", exc)).strip().splitlines()
+        raise QueryError(f"cannot parse the query (one statement at a time): {text[0] if text else exc}") from None
+    refused = _refusal(spark, plan)
+    if refused:
+        raise QueryError(f"read-only queries only (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN): {refused} is not allowed")
+    return statement
+
+
+def escape_control(value: Any) -> Any:
+    """Control characters of a text value as \\xNN, so a result cannot drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value) if isinstance(value, str) else value
 
 
 def substitute(sql: str, values: Mapping[str, str]) -> str:
@@ -93,7 +139,7 @@ def register_views(spark: Any, warehouse: str, tables: tuple[str, ...] = TABLES)
 
 def run_query(spark: Any, warehouse: str, sql: str) -> Any:
     """The Spark DataFrame of a read-only query over the warehouse's views (lazy: nothing read yet)."""
-    statement = check_read_only(sql)
+    statement = check_read_only(spark, sql)
     views = register_views(spark, warehouse)
     if not views:
         raise QueryError(f"no tables under {warehouse}: run `cdnlake ingest` or `cdnlake run` first")
@@ -105,7 +151,8 @@ def render(df: Any, limit: int = DEFAULT_LIMIT) -> str:
     head = df.limit(limit + 1).toPandas()
     if head.empty:
         return "(no rows)\n" + "  ".join(df.columns)
-    text = head.head(limit).to_string(index=False, max_colwidth=80)
+    shown = head.head(limit).map(escape_control)  # a value cannot move the cursor or retitle the terminal
+    text = shown.to_string(index=False, max_colwidth=80)
     if len(head) > limit:
         text += f"\n(first {limit} rows; --limit N shows more, --out FILE writes them all)"
     return text
@@ -136,5 +183,5 @@ def session_for(settings: Any) -> Any:
 
     runner = runner_for(settings) if settings.spark_runner != "kubernetes" else None
     if not isinstance(runner, InProcessRunner):
-        runner = InProcessRunner("local[*]", settings.spark_driver_memory)
+        runner = InProcessRunner("local[*]", settings.spark_driver_memory, log_dir=settings.log_dir)
     return runner.session()

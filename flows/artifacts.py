@@ -14,6 +14,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from cdnlake.operations import operations_markdown
 from reporting.insights import day_header
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += _table(["stage", "seconds"], [[stage, f"{secs:.1f}"] for stage, secs in durations.items()])
     if summary.get("anomalies"):
         lines += ["", "## Anomalies", "", *(f"- {a}" for a in summary["anomalies"])]
+    lines += operations_markdown(summary)
     return "\n".join(lines) + "\n"
 
 

@@ -29,15 +29,16 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 
-from prefect import Flow, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency as global_concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from cdnlake import locks, pipeline
+from cdnlake import locks, operations, pipeline
 from cdnlake.notify import StageProgress, notifier_from_settings
-from cdnlake.settings import Settings, load_settings
+from cdnlake.run_settings import current_settings
+from cdnlake.settings import Settings
 from flows.artifacts import day_totals, flow_run_id, ingest_totals, publish_artifacts, run_url
 from spark_jobs.contract import default_date
 
@@ -62,22 +63,6 @@ class BackfillError(RuntimeError):
     """Some dates of a backfill failed; the message lists them."""
 
 
-class _SettingsMaskingFlow(Flow):  # type: ignore[type-arg]
-    """A Flow that stores a `Settings` parameter masked.
-
-    Prefect saves every flow run's parameters in its database and shows them in the UI; the CLI
-    passes its Settings (which may hold the Slack webhook) as a parameter.
-    """
-
-    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        masked = {k: (v.masked() if isinstance(v, Settings) else v) for k, v in parameters.items()}
-        return super().serialize_parameters(masked)
-
-
-def _flow(**options: Any) -> Any:
-    return lambda fn: _SettingsMaskingFlow(fn=fn, **options)
-
-
 # ---------------------------------------------------------------- tasks (one per stage)
 # The stages are plain functions of cdnlake.pipeline; these wrap them one-to-one.
 check_raw_files_task = task(name="check-raw-files", **_IO)(pipeline.check_raw_files)
@@ -87,7 +72,19 @@ compact_task = task(name="compact", task_run_name="compact-{date}", **_SPARK)(pi
 aggregate_task = task(name="aggregate", **_SPARK)(pipeline.aggregate)
 build_report_task = task(name="build-report", retries=1, retry_delay_seconds=10,
                          cache_policy=NO_CACHE)(pipeline.build_report)  # fmt: skip
-send_email_task = task(name="send-email", **_IO)(pipeline.send_email)
+
+
+def _worth_retrying_email(task: Any, task_run: Any, state: Any) -> bool:
+    """Not when the ledger says the e-mail may have gone out (EmailStateUnknown: an operator
+    decides, with --resend-email) or SES refused it for good: a retry would only repeat that."""
+    from reporting.delivery import DeliveryError
+    from reporting.ledger import EmailStateUnknown
+
+    error = state.data
+    return not isinstance(error, EmailStateUnknown) and not (isinstance(error, DeliveryError) and error.permanent)
+
+
+send_email_task = task(name="send-email", retry_condition_fn=_worth_retrying_email, **_IO)(pipeline.send_email)
 # The reconcile job raises on any mismatch; bad data does not improve on a retry.
 reconcile_task = task(name="reconcile", task_run_name="reconcile-{date}", retries=0,
                       cache_policy=NO_CACHE)(pipeline.reconcile)  # fmt: skip
@@ -144,17 +141,26 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
     with run.stage("check"):
         check = check_raw_files_task(settings, date, distributions)
         _handle_anomalies(run, settings, check)
-        dates = dates_to_ingest_task(settings, date, distributions)
+        plan = dates_to_ingest_task(settings, date, distributions)
+        dates = plan.dates
     with ExitStack() as date_locks, ExitStack() as writes:
         with run.stage("ingest"):  # waiting for (or failing on) another run's date lock shows here
-            date_locks.enter_context(locks.date_locks(
+            held = date_locks.enter_context(locks.date_locks(
                 settings, dates, flow_run_id(), on_wait=lambda text: run.event("warning", detail=text)))  # fmt: skip
             writes.enter_context(warehouse_writes())
-            ingested = {d.isoformat(): ingest_task(settings, d, distributions) for d in dates}
+            ingested = {}
+            for d in dates:
+                held.check()  # a run that lost a date's lock stops before its next write or e-mail
+                ingested[d.isoformat()] = ingest_task(settings, d, distributions)
+            late = operations.late_files_summary(plan, ingested)
+            for line in late["lines"]:
+                run.event("warning", detail=line)
         with run.stage("compact"):
             for d in dates:
+                held.check()
                 compact_task(settings, d, distributions)
         with run.stage("aggregate"):
+            held.check()
             aggregate_task(settings, date, distributions, dates)
             catalog = catalog_task(settings)
         writes.close()  # the date locks stay: reconcile checks what this run wrote, the e-mail is once per date
@@ -162,10 +168,13 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
             reconciled = {d.isoformat(): reconcile_task(settings, d, distributions) for d in dates}
         with run.stage("report"):
             crosscheck = crosscheck_task(settings, date, distributions)
-            report = build_report_task(settings, date, distributions, crosscheck)
+            held.check()
+            report = build_report_task(settings, date, distributions, crosscheck, late=late)
         with run.stage("email"):
-            email = send_email_task(settings, date, distributions, resend_email, crosscheck)
+            held.check()
+            email = send_email_task(settings, date, distributions, resend_email, crosscheck, late=late)
     figures = report["summary"]
+    operations.announce(run, figures.get("alerts") or [], settings, date)
     return {
         "date": date.isoformat(),
         "distributions": list(distributions or []),
@@ -182,12 +191,15 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
         "email": email,
         "catalog": catalog,
         "crosscheck": crosscheck,
+        "late_files": figures.get("late_files"),
+        "alerts": figures.get("alerts") or [],
+        "usage": figures.get("usage"),
+        "morning": figures.get("morning"),
     }
 
 
-def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: bool,
-           settings: Settings | None) -> dict[str, Any]:  # fmt: skip
-    settings = settings or load_settings()
+def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: bool) -> dict[str, Any]:
+    settings = current_settings()
     day = date or default_date(settings.report_tz)
     wanted = [d.lower() for d in distributions] if distributions else list(settings.distributions) or None
     run = StageProgress(notifier_from_settings(settings), DAILY_FLOW, day, STAGES, wanted, run_url)
@@ -195,38 +207,31 @@ def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: 
     summary = _run_stages(run, settings, day, wanted, resend_email)
     summary |= {"durations": run.durations, "duration_s": run.elapsed, "run_url": run_url(),
                 "flow_run_id": flow_run_id()}  # fmt: skip
-    run.event("complete", duration_s=run.elapsed, totals=summary["totals"])
+    run.event("complete", duration_s=run.elapsed, totals=summary["totals"], detail=operations.complete_note(summary))
     publish_artifacts(summary)
     return summary
 
 
-@_flow(name=DAILY_FLOW, description="CloudFront logs of one UTC date -> Delta Lake -> statistics -> report -> e-mail")
+# Parameters are what an operator chooses, nothing else: the settings (locations, recipients, Spark,
+# secrets) come from the run's environment through cdnlake/run_settings.py, validated there.
+@flow(name=DAILY_FLOW, description="CloudFront logs of one UTC date -> Delta Lake -> statistics -> report -> e-mail")
 def cdn_daily(
-    date: dt.date | None = None,
-    distributions: list[str] | None = None,
-    resend_email: bool = False,
-    settings: Settings | None = None,
+    date: dt.date | None = None, distributions: list[str] | None = None, resend_email: bool = False
 ) -> dict[str, Any]:
-    """The daily pipeline for `date` (default: yesterday in CDNLAKE_REPORT_TZ); returns the run summary.
-
-    `settings` is for callers in Python (CLI, tests); deployments leave it out: CDNLAKE_* apply.
-    """
-    return _daily(date, distributions, resend_email, settings)
+    """The daily pipeline for `date` (default: yesterday in CDNLAKE_REPORT_TZ); returns the run summary."""
+    return _daily(date, distributions, resend_email)
 
 
-@_flow(name="cdn-rerun", description="cdn-daily for a date the operator names")
-def cdn_rerun(
-    date: dt.date, distributions: list[str] | None = None, resend_email: bool = False, settings: Settings | None = None
-) -> dict[str, Any]:
+@flow(name="cdn-rerun", description="cdn-daily for a date the operator names")
+def cdn_rerun(date: dt.date, distributions: list[str] | None = None, resend_email: bool = False) -> dict[str, Any]:
     """The same pipeline as cdn-daily, with `date` required (the manual re-run deployment)."""
-    return _daily(date, distributions, resend_email, settings)
+    return _daily(date, distributions, resend_email)
 
 
 @task(name="backfill-date", task_run_name="backfill-{date}", cache_policy=NO_CACHE)
-def backfill_date_task(date: dt.date, distributions: list[str] | None, resend_email: bool,
-                       settings: Settings) -> dict[str, Any]:  # fmt: skip
+def backfill_date_task(date: dt.date, distributions: list[str] | None, resend_email: bool) -> dict[str, Any]:
     # A flow called inside a task is a subflow of the backfill (supported since Prefect 3.0).
-    return cdn_daily(date=date, distributions=distributions, resend_email=resend_email, settings=settings)
+    return cdn_daily(date=date, distributions=distributions, resend_email=resend_email)
 
 
 def _outcome(state: Any) -> dict[str, Any]:
@@ -239,13 +244,12 @@ def _outcome(state: Any) -> dict[str, Any]:
     return {"status": "failed", "error": text[:500]}
 
 
-@_flow(name="cdn-backfill", description="cdn-daily for every date from start to end (inclusive)")
+@flow(name="cdn-backfill", description="cdn-daily for every date from start to end (inclusive)")
 def cdn_backfill(
     start: dt.date,
     end: dt.date,
     distributions: list[str] | None = None,
     resend_email: bool = False,
-    settings: Settings | None = None,
     concurrency: int = 1,
 ) -> dict[str, Any]:
     """Run cdn-daily per date: one after the other, or `concurrency` at a time.
@@ -255,16 +259,15 @@ def cdn_backfill(
     """
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
-    settings = settings or load_settings()
     dates = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     if concurrency <= 1:
-        states = {d: cdn_daily(date=d, distributions=distributions, resend_email=resend_email, settings=settings,
+        states = {d: cdn_daily(date=d, distributions=distributions, resend_email=resend_email,
                                return_state=True) for d in dates}  # fmt: skip
     else:
         runner: Any  # the submit() overloads of Prefect confuse mypy for a sync task
         with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
             futures = {d: runner.submit(backfill_date_task, {"date": d, "distributions": distributions,
-                                                             "resend_email": resend_email, "settings": settings})
+                                                             "resend_email": resend_email})
                        for d in dates}  # fmt: skip
             for future in futures.values():
                 future.wait()

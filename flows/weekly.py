@@ -7,7 +7,8 @@ from typing import Any
 
 from prefect import flow, task
 
-from cdnlake.settings import Settings, load_settings
+from cdnlake.run_settings import current_settings
+from cdnlake.settings import Settings
 from spark_jobs.contract import default_date
 
 WEEK = 7
@@ -21,9 +22,12 @@ def analyze_week(settings: Settings, start: dt.date, end: dt.date) -> dict[str, 
 
 
 @flow(name="cdn-weekly-misses", log_prints=True)
-def cdn_weekly_misses(end: dt.date | None = None, settings: Settings | None = None) -> dict[str, Any]:
-    """Rules for the 7 days ending with `end` (default: yesterday); writes the miss page and CSVs."""
-    settings = settings or load_settings()
+def cdn_weekly_misses(end: dt.date | None = None) -> dict[str, Any]:
+    """Rules for the 7 days ending with `end` (default: yesterday); writes the miss page and CSVs.
+
+    Settings come from the run's environment (cdnlake/run_settings.py), never from a parameter.
+    """
+    settings = current_settings()
     end = end or default_date(settings.report_tz)
     start = end - dt.timedelta(days=WEEK - 1)
     result = analyze_week(settings, start, end)

@@ -128,7 +128,8 @@ def line_chart(
     *, width: float, height: float, log_scale: bool = False, marker: Marker | None = None,
 ) -> Drawing:
     """A titled line chart with legend, axis titles and optional day separators / marker."""
-    drawing = Drawing(width, height)
+    # The drawing's initial font (else Helvetica, which no PDF embeds) and its tick labels'.
+    drawing = Drawing(width, height, initialFontName=fonts.latin)
     plot = LinePlot()
     plot.x, plot.y, plot.width, plot.height = 48, 30, width - 60, height - 52
     # Log axes cannot show 0: draw it at the floor (1) rather than dropping the point.
@@ -144,6 +145,8 @@ def line_chart(
     plot.xValueAxis.labels.fontSize = 6.5
     plot.xValueAxis.visibleGrid, plot.xValueAxis.gridStrokeColor = 1, GRID
     _configure_y(plot, series, log_scale)
+    # After _configure_y, which may swap in a log axis.
+    plot.xValueAxis.labels.fontName = plot.yValueAxis.labels.fontName = fonts.latin
     drawing.add(plot)
     for x in x_axis.separators:
         px = plot.x + x / x_axis.maximum * plot.width

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from email.message import EmailMessage
@@ -20,10 +21,10 @@ from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from reporting.email import REPORT_DATE_HEADER
-from reporting.ledger import SentLedger
+from reporting.ledger import Claim, EmailLedger
 
 log = logging.getLogger(__name__)
 
@@ -166,28 +167,36 @@ class DeliveryResult:
     detail: str
 
 
-def deliver(data_date: dt.date | str, message: EmailMessage, sender: EmailSender, ledger: SentLedger,
-            force: bool = False, now: dt.datetime | None = None) -> DeliveryResult:
-    """Send the report of ``data_date`` once; later calls are no-ops unless ``force``.
+def deliver(data_date: dt.date | str, message: EmailMessage, sender: EmailSender, ledger: EmailLedger,
+            force: bool = False, now: dt.datetime | None = None, distributions: list[str] | None = None,
+            run: str = "") -> DeliveryResult:  # fmt: skip
+    """Send the report of ``data_date`` (for ``distributions``) once; later calls are no-ops unless ``force``.
 
-    Recorded after the send succeeds: a crash in between means a possible duplicate on re-run,
-    which is preferable to a report that is silently never sent.
+    The ledger entry is claimed (conditional write) before sending and marked sent after: two runs
+    cannot both send, and a crash in between is reported by the next run (EmailStateUnknown)
+    instead of silently sending again. A refusal by the sender (DeliveryError: nothing went out)
+    marks the entry failed, so a retry may send.
     """
     key = data_date if isinstance(data_date, str) else data_date.isoformat()
-    previous = ledger.entries(key)
-    if previous and not force:
-        last = previous[-1]
+    stamp = (now or dt.datetime.now(dt.UTC)).isoformat()
+    claim = ledger.claim(key, distributions, force, run or uuid.uuid4().hex[:12], stamp)
+    if not isinstance(claim, Claim):
+        last = claim["attempts"][-1]
         detail = f"already sent for {key} at {last['sent_at']} ({last['message_id']}); use force to re-send"
         log.info(detail)
         return DeliveryResult(sent=False, message_id=str(last["message_id"]), detail=detail)
     recipients = recipients_of(message)
-    message_id = sender.send(message, recipients)
-    ledger.record(key, {
+    try:
+        message_id = sender.send(message, recipients)
+    except (DeliveryError, EndpointConnectionError) as exc:  # refused, or never reached SES: nothing went out
+        claim.failed(f"{type(exc).__name__}: {exc}")
+        raise
+    claim.sent({
         "message_id": message_id,
         "recipients": asdict(recipients),
-        "sent_at": (now or dt.datetime.now(dt.UTC)).isoformat(),
+        "sent_at": stamp,
         "sender_kind": sender.kind,
-        "forced": bool(previous) and force,
+        "forced": bool(claim.record["attempts"]) and force,
         "subject": str(message.get("Subject", "")),
     })
     return DeliveryResult(sent=True, message_id=message_id, detail=f"sent via {sender.kind}")

@@ -10,9 +10,10 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
+from cdnlake.storage import LocalStore
 from reporting.delivery import OutboxSender, deliver
 from reporting.email import EmailConfig, build_message
-from reporting.ledger import SentLedger
+from reporting.ledger import EmailLedger
 from reporting.outputs import write_outputs
 from reporting.sample import sample_report_data
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_outputs(data, args.out / args.date.isoformat(), font_path=args.font_path)
     config = EmailConfig(sender="cdn-report@example.com", to=["ops@example.com"], environment="demo")
     message = build_message(data, paths["csv"].read_bytes(), paths["pdf"].read_bytes(), config)
-    outbox, ledger = OutboxSender(args.out / "outbox"), SentLedger(args.out / "sent.json")
+    outbox, ledger = OutboxSender(args.out / "outbox"), EmailLedger(LocalStore(args.out))
     result = deliver(args.date, message, outbox, ledger, force=True)
     for kind, path in paths.items():
         print(f"{kind}: {path}")

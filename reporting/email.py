@@ -134,6 +134,8 @@ def build_message(
     """multipart/mixed: (text/plain + text/html alternative), cdn_statistics.csv, cdn_report.pdf."""
     values = template_values(data, config)
     body = Template(config.body_template).substitute(values)
+    if data.ops is not None:  # the morning figures, late files and one line per alert come first
+        body = "\n".join(data.ops.lead_lines(peak_strings(find_peak(data.minute))[0])) + "\n\n" + body
     latest, _ = insights_tables(data.hourly, data.date)
     message = EmailMessage()
     message["Subject"] = Template(config.subject_template).substitute(values)

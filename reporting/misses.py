@@ -55,5 +55,6 @@ def build_misses_pdf(
     ] if not edges.empty else [["edge location", "requests", "misses", "miss ratio"]]
     story.append(_table(edge_rows, [50 * mm, 30 * mm, 30 * mm, 30 * mm], fonts.latin))
     buffer = io.BytesIO()
-    SimpleDocTemplate(buffer, pagesize=A4, title="cdnlake cache-miss analysis").build(story)
+    SimpleDocTemplate(buffer, pagesize=A4, title="cdnlake cache-miss analysis",
+                      initialFontName=fonts.latin).build(story)
     return buffer.getvalue()

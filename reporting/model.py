@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 # MEASURES: one list for the jobs and the report; its order is cdn_statistics.csv's (SPEC section 5).
+from reporting.operations import Operations
 from spark_jobs.contract import MEASURES, report_window
 
 HOURS_IN_WINDOW = 72
@@ -104,6 +105,7 @@ class ReportData:
     countries: pd.DataFrame = field(default_factory=lambda: _empty(("country", "requests", "bytes")))
     quality: dict[str, int] = field(default_factory=dict)
     crosscheck: CrossCheck | None = None  # only when the CloudWatch cross-check is configured
+    ops: Operations | None = None  # alerts, late files, month usage: set by the daily flow
 
     def __post_init__(self) -> None:
         # Fail early with a precise message: a wrong shape would otherwise surface as an

@@ -71,6 +71,8 @@ def summary_dict(data: ReportData) -> dict[str, Any]:
         "insights": latest.as_records(),
         "insights_previous_day": previous.as_records(),
     }
+    if data.ops is not None:  # alerts, late_files, usage (the daily flow's report)
+        summary |= data.ops.summary() | {"morning": data.ops.morning(peak_strings(peak)[0])}
     if data.crosscheck is not None:  # only when the CloudWatch cross-check ran: older summaries unchanged
         table = data.crosscheck.table.astype(object).where(data.crosscheck.table.notna(), None)
         summary["crosscheck"] = {"threshold_pct": data.crosscheck.threshold_pct, "alerts": data.crosscheck.alerts,

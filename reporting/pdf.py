@@ -16,6 +16,7 @@ from reporting.fonts import FontSet, resolve_fonts
 from reporting.insights import insights_tables
 from reporting.model import ReportData
 from reporting.pdf_charts import bandwidth_chart, hourly_charts
+from reporting.pdf_ops import ops_box
 from reporting.pdf_tables import (
     countries_flowable,
     crosscheck_flowable,
@@ -103,7 +104,7 @@ def _title_block(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]
                   f"{fmt_percent(hits / requests if requests else None)}, {fmt_gb(day_bytes)} GB "
                   "transferred (GB = 2^30 bytes)", st["meta"]),
         Spacer(1, 4),
-        # Japanese words need the CJK font; the figures stay in Helvetica bold.
+        # Japanese words need the CJK font; the figures stay in the Latin bold font.
         Paragraph(f'<font name="{fonts.cjk}">最大ピーク</font> Peak: {peak_strings(peak)[0]}', st["peak"]),
     ]
 
@@ -115,6 +116,7 @@ def _overview(data: ReportData, fonts: FontSet, st: dict[str, ParagraphStyle]) -
             "(red: up, green: down).")
     return [
         *_title_block(data, fonts, st),
+        *ops_box(data, fonts, CONTENT_WIDTH),
         Spacer(1, 6),
         bandwidth_chart(data, fonts, CONTENT_WIDTH),
         Paragraph("前日比 Day-over-day insights", st["h2"]),
@@ -191,6 +193,7 @@ def build_pdf(data: ReportData, font_path: str | None = None) -> bytes:
         subject=", ".join(data.distributions),
         # A fixed document id keeps the output byte-stable for the same input (diff-able reports).
         invariant=1,
+        initialFontName=fonts.latin,  # else every page names Helvetica, a font no PDF embeds
     )
     generated = data.generated_at.strftime("%Y-%m-%d %H:%M %Z").strip()
     footer = f"cdnlake · {TITLE_JA} {data.date.isoformat()} · generated {generated}"

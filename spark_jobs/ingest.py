@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -41,16 +42,20 @@ CDN_LOGS_PROPERTIES = {
     "delta.dataSkippingStatsColumns": "ts,hour,sc_status,x_edge_location,x_edge_response_result_type",
 }
 
-HASH_KEY_CONF = "spark.cdnlake.ip.hash.secret"  # "secret" in the name: Spark redacts it in UI and logs
+# The IP hash key never travels on a command line (a Spark conf would be on the JVM's argv, seen
+# by `ps`), nor in IngestParams (to_argv): the in-process runner passes it to run() directly; a
+# Kubernetes driver gets this variable from the Secret (secretKeyRef) and run() reads it here.
+# The hashing closure carries it to the executors.
+HASH_KEY_ENV = "CDNLAKE_IP_HASH_KEY"
 
 
-def privacy_options(spark: SparkSession, args: argparse.Namespace) -> PrivacyOptions:
-    key = spark.conf.get(HASH_KEY_CONF, "") or ""
+def privacy_options(args: IngestParams, ip_hash_key: str = "") -> PrivacyOptions:
+    key = ip_hash_key or os.environ.get(HASH_KEY_ENV, "")
     return PrivacyOptions(ip_mode=args.anonymize_ip, hash_key=key.encode(), keep_cookies=args.keep_cookies)
 
 
-def reader_options(spark: SparkSession, args: IngestParams) -> ReaderOptions:
-    return ReaderOptions(privacy_options(spark, args), field_delimiter(args.v2_delimiter), args.date.isoformat())
+def reader_options(args: IngestParams, ip_hash_key: str = "") -> ReaderOptions:
+    return ReaderOptions(privacy_options(args, ip_hash_key), field_delimiter(args.v2_delimiter), args.date.isoformat())
 
 
 def read_raw_lines(spark: SparkSession, files: list[RawFile], options: ReaderOptions) -> DataFrame:
@@ -244,8 +249,11 @@ def write_cdn_logs(spark: SparkSession, staged_lines: DataFrame, warehouse: str,
     write_partitions(logs, table_path(warehouse, "cdn_logs"), predicate)
 
 
-def run(spark: SparkSession, args: IngestParams) -> dict[str, Any]:
-    """Ingest args.date; returns per-distribution accounting (lines read = loaded + rejected)."""
+def run(spark: SparkSession, args: IngestParams, ip_hash_key: str = "") -> dict[str, Any]:
+    """Ingest args.date; returns per-distribution accounting (lines read = loaded + rejected).
+
+    `ip_hash_key`: the key for CDNLAKE_ANONYMIZE_IP=hash (else the CDNLAKE_IP_HASH_KEY variable).
+    """
     started = time.monotonic()
     date: dt.date = args.date
     run_id = args.run_id or uuid.uuid4().hex[:12]
@@ -266,7 +274,7 @@ def run(spark: SparkSession, args: IngestParams) -> dict[str, Any]:
     # The parsed day is read five times. On local disk, not in the heap: kept in memory it ran the
     # JVM out of a 3 GiB heap at 8M lines (the day grows, the executors do not); on disk the
     # 2M-line ingest took 8% longer and its peak memory fell from 4.4 to 2.9 GiB (bench/RESULTS.md).
-    staged = read_raw_lines(spark, files, reader_options(spark, args)).persist(StorageLevel.DISK_ONLY)
+    staged = read_raw_lines(spark, files, reader_options(args, ip_hash_key)).persist(StorageLevel.DISK_ONLY)
     repeated: DataFrame | None = None
     try:
         # The first action parses every file into the cache and yields each file's accounting.

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-# Order of stats_hourly's measure columns: the CSV's measures (SPEC section 3) plus the two the
-# report derives ratios from (refresh hits, bytes served from cache).
-MEASURES: tuple[str, ...] = (
-    "request_count", "hit_count", "miss_count", "refresh_hit_count", "error_count",
-    "incomplete_count", "http2xx_count", "http3xx_count", "http4xx_count", "http5xx_count",
-    "bytes_requested", "bytes_missed", "bytes_hit",
-)  # fmt: skip
+from spark_jobs import contract
+
+# Order of stats_hourly's measure columns: the contract's measures (the CSV's, SPEC section 3, and
+# refresh hits) plus the bytes served from cache, which the report derives a ratio from.
+MEASURES: tuple[str, ...] = (*contract.MEASURES, "bytes_hit")
 ERROR_TYPES = ("LimitExceeded", "CapacityExceeded", "Error")
 
 

@@ -29,7 +29,7 @@ def _check_distributions(values: tuple[str, ...] | None) -> None:
             raise ValueError(f"not a CloudFront distribution id: {d!r}")
 
 
-def _check_zone(value: str) -> None:
+def check_zone(value: str) -> None:
     """An IANA zone name; it ends up in a replaceWhere predicate, so only plain names pass."""
     try:
         if not _TZ_RE.match(value):
@@ -129,7 +129,7 @@ class AggregateParams(JobParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_zone(self.report_tz)
+        check_zone(self.report_tz)
 
 
 @dataclass(frozen=True)

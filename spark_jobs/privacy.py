@@ -35,7 +35,7 @@ class PrivacyOptions:
         if self.ip_mode not in IP_MODES:
             raise ValueError(f"ip mode must be one of {IP_MODES}, got {self.ip_mode!r}")
         if self.ip_mode == "hash" and not self.hash_key:
-            raise ValueError("hashing client IPs needs a key (spark.cdnlake.ip.hash.secret)")
+            raise ValueError("hashing client IPs needs a key (CDNLAKE_IP_HASH_KEY)")
 
 
 def truncate_ip(value: str) -> str:

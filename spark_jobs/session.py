@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pyspark
 from pyspark.sql import SparkSession
+
+from spark_jobs.jars import IVY_DIR, JarResolutionError, ensure_resolved
 
 # delta-spark 4.4.1 is on PyPI but its jars never reached Maven Central: the newest Delta for
 # Spark 4.1 there is 4.4.0 (artifact name carries the Spark minor version). The Python package is
@@ -22,6 +25,8 @@ DELTA_VERSION = "4.4.0"
 # hadoop-aws must equal the hadoop-client jars bundled in pyspark (3.4.2 for pyspark 4.1.x).
 HADOOP_VERSION = "3.4.2"
 MIN_JAVA = 17
+# The driver's log4j2 configuration: errors on the console, everything in the run's log file.
+LOG4J2_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
 class JavaNotFoundError(RuntimeError):
@@ -63,30 +68,47 @@ def check_java() -> int:
     return major
 
 
-def _jar_list_file(packages: list[str]) -> Path:
-    digest = hashlib.sha256(",".join(packages).encode()).hexdigest()[:16]
-    return Path.home() / ".ivy2.5.2" / f"cdnlake-jars-{digest}.txt"
+# Printed by the JVM itself, not log4j: Spark 4.1 always adds --add-modules=jdk.incubator.vector.
+JVM_NOISE = (b"WARNING: Using incubator modules",)
 
 
-def cached_jars(packages: list[str]) -> str | None:
-    """Local jar paths resolved by an earlier session, if all still exist.
+def _forward_lines(read_fd: int, out_fd: int) -> None:
+    with os.fdopen(read_fd, "rb") as source, os.fdopen(out_fd, "wb", buffering=0) as sink:
+        for line in source:
+            if not line.startswith(JVM_NOISE):
+                sink.write(line)
 
-    Resolving `spark.jars.packages` through Ivy costs 10-20 s on every start even with a warm
-    cache; handing Spark the already-resolved files skips it.
+
+@contextlib.contextmanager
+def jvm_stderr_filtered() -> Iterator[None]:
+    """A JVM started inside gets a pipe as stderr; a thread passes its lines on, minus JVM_NOISE.
+
+    PySpark starts the driver JVM with this process's stderr and offers no way to change it.
     """
-    listing = _jar_list_file(packages)
-    if not listing.is_file():
-        return None
-    jars = listing.read_text().strip()
-    paths = [j.removeprefix("file://") for j in jars.split(",") if j]
-    return jars if paths and all(os.path.isfile(p) for p in paths) else None
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    threading.Thread(target=_forward_lines, args=(read_fd, os.dup(saved)), daemon=True).start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's write end now lives on in the JVM only: EOF when it exits
+        os.close(saved)
 
 
-def remember_jars(spark: SparkSession, packages: list[str]) -> None:
-    jars = spark.sparkContext.getConf().get("spark.jars", "")
-    if jars and all(j.startswith("file:") for j in jars.split(",")):
-        with contextlib.suppress(OSError):
-            _jar_list_file(packages).write_text(jars)
+def driver_logging_options(log_file: str | None) -> str:
+    """JVM options of a driver started by this process: cdnlake's log4j2 file and the run's log."""
+    options = f"-Dlog4j2.configurationFile={LOG4J2_CONFIG.resolve().as_uri()}"
+    return options + (f" -Dcdnlake.spark.log={Path(log_file).resolve()}" if log_file else "")
+
+
+def _with_driver_logging(conf: dict[str, str], log_file: str | None) -> None:
+    """Adds the logging options to spark.driver.extraJavaOptions, keeping any the caller set."""
+    key = "spark.driver.extraJavaOptions"
+    conf[key] = " ".join(filter(None, [conf.get(key, ""), driver_logging_options(log_file)]))
 
 
 def base_conf(master: str | None, shuffle_partitions: int = 8) -> dict[str, str]:
@@ -176,8 +198,14 @@ def build_session(
     master: str | None = "local[*]",
     app_name: str = "cdnlake",
     extra_conf: Mapping[str, str] | None = None,
+    log_file: str | None = None,
 ) -> SparkSession:
-    """Build (or reuse) the process's SparkSession with Delta Lake and S3 support."""
+    """Build (or reuse) the process's SparkSession with Delta Lake and S3 support.
+
+    A driver started here (local or standalone master) logs errors only to the console and
+    everything to ``log_file`` (spark_jobs/log4j2.properties); its jars come from the list
+    `make install` resolved (spark_jobs/jars.py), so Ivy never writes to the console.
+    """
     check_java()
     if master and master.startswith(("local", "spark://")):
         # PySpark picks the worker interpreter from this variable, not from the conf alone.
@@ -192,16 +220,57 @@ def build_session(
 
         submitted = SparkConf()
         conf = {k: v for k, v in conf.items() if not submitted.contains(k)}
-    packages = conf.get("spark.jars.packages", "").split(",")
-    jars = cached_jars(packages) if master and master.startswith("local") else None
-    if jars and "spark.jars.packages" in conf:
-        conf = local_class_path(conf, jars)
+    else:
+        _with_driver_logging(conf, log_file)
+    if master and master.startswith(("local", "spark://")) and "spark.jars.packages" in conf:
+        # The jars `make install` resolved (spark_jobs/jars.py): Ivy never runs on the console.
+        jars = ensure_resolved(conf["spark.jars.packages"].split(","))
+        if master.startswith("local"):
+            conf = local_class_path(conf, jars)
+        else:  # a cluster's executors fetch spark.jars from the driver
+            conf["spark.jars"] = jars
+            del conf["spark.jars.packages"]
     if master is not None:  # under spark-submit the submitter's Java options stand
         conf = with_utc_jvms(conf)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    if not jars and master and master.startswith("local"):
-        remember_jars(spark, packages)
-    spark.sparkContext.setLogLevel("WARN")
+    if master is None:
+        spark = builder.getOrCreate()
+    else:
+        with jvm_stderr_filtered():
+            spark = builder.getOrCreate()
+    if master is None:  # spark-submit's own log4j configuration is in charge
+        spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def running_task_counts() -> tuple[int, int] | None:
+    """(tasks done, tasks) over the running stages of this process's Spark, or None when idle."""
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context
+    if context is None:
+        return None
+    tracker = context.statusTracker()
+    stages = [info for info in map(tracker.getStageInfo, tracker.getActiveStageIds()) if info is not None]
+    if not stages:
+        return None
+    return sum(s.numCompletedTasks for s in stages), sum(s.numTasks for s in stages)
+
+
+def main() -> int:
+    """`python -m spark_jobs.session` (make install): Java checked, the jars resolved, one line."""
+    started = time.monotonic()
+    try:
+        check_java()
+        jars = ensure_resolved(jar_packages(), announce=lambda text: print(f"Spark/Delta jars: {text}", flush=True))
+    except (JavaNotFoundError, JarResolutionError) as exc:
+        print(f"Spark/Delta jars: {exc}", file=sys.stderr)
+        return 1
+    took = time.monotonic() - started
+    print(f"Spark/Delta jars: {len(jars.split(','))} jars ready in {IVY_DIR} ({took:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

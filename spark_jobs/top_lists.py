@@ -1,4 +1,4 @@
-"""Top lists of a report day: objects, referrer domains, edge locations, viewers' devices/OS/browsers.
+"""Top lists of a report day: objects, referrer domains, edge locations, viewers' devices/OS/browsers/countries.
 
 Spark does the one scan of the day (two grouping sets, aggregate.agg_level1 style) and returns what
 is small: the top objects (taken in order, no full sort) and one row per value of the five small
@@ -29,7 +29,6 @@ SMALL_DIMENSIONS: dict[str, tuple[str, int | None]] = {
     "browser": ("browser", TOP_VIEWERS),
     "country": ("c_country", TOP_COUNTRIES),  # standard logging v2 rows only
 }
-VIEWER_DIMENSIONS = ("device_type", "os", "browser", "country")
 _SMALL = [key for key, _ in SMALL_DIMENSIONS.values()]
 _OBJECT_ORDER = ("request_count", "distro", "value")
 
@@ -56,8 +55,8 @@ def with_referrer_domain(df: DataFrame) -> DataFrame:
 
 def agg_level1(day: DataFrame) -> DataFrame:
     """One scan and one shuffle of the rows, grouped twice: per (distro, uri) and per combination
-    of the small dimensions (thousands, not millions). Rolling those combinations up later
-    costs far less than expanding every row seven ways."""
+    of the five small dimensions (thousands, not millions). Rolling those combinations up later
+    costs far less than expanding every row six ways."""
     if "c_country" not in day.columns:  # a cdn_logs made before standard logging v2 was read
         day = day.withColumn("c_country", F.lit(None).cast("string"))
     rows = day.select(
@@ -119,7 +118,7 @@ def table_rows(objects: pd.DataFrame, small: pd.DataFrame) -> dict[str, pd.DataF
     of = {name: small[small["dimension"] == name] for name in SMALL_DIMENSIONS}
     top = {name: ranked(rows, SMALL_DIMENSIONS[name][1]) for name, rows in of.items()}
     objects = objects.assign(rank=range(1, len(objects) + 1))
-    viewers = pd.concat([top[d] for d in VIEWER_DIMENSIONS], ignore_index=True)
+    viewers = pd.concat([top[d] for d in ("device_type", "os", "browser", "country")], ignore_index=True)
     return {
         "stats_top_objects": _shown(objects, "stats_top_objects", "uri"),
         "stats_top_referrers": _shown(top["referrer"], "stats_top_referrers", "referrer_domain"),

@@ -1,4 +1,4 @@
-"""Build landing folders from ../shared/samples for tests: one gz file per sample, date and hour."""
+"""Build landing folders from tests/data/samples for tests: one gz file per sample, date and hour."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import collections
 import gzip
 from pathlib import Path
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+# Copies of the project's real-format samples, kept in the repository so a plain clone can test
+# (tests/data/samples/README.md says where each came from).
+SAMPLES = Path(__file__).resolve().parent / "data" / "samples"
 DISTRO = "EDFDVBD6EXAMPLE"
 
 

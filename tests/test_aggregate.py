@@ -265,3 +265,26 @@ def test_arguments_are_validated() -> None:
             aggregate.time_zone(bad)
     with pytest.raises(ValueError):
         aggregate.dates_predicate([D], ["E1'--"])
+
+
+def test_top_lists_rank_without_unpartitioned_windows(spark: Any) -> None:
+    """One-dimension lists are numbered in one partition (a window keyed by their constant dimension
+    made Spark warn "No Partition Defined"); the viewers' window stays keyed by dimension."""
+    from spark_jobs.aggregate import edge_locations, top_objects, viewers
+
+    rows = [("object", "d1", "/a", 5), ("object", "d1", "/b", 9), ("object", "d2", "/c", 9),
+            ("edge_location", None, "NRT57", 3), ("edge_location", None, "LAX1", 7),
+            ("os", None, "iOS", 4), ("os", None, "Android", 6), ("browser", None, "Safari", 2)]  # fmt: skip
+    from pyspark.sql import functions as F
+
+    counts = spark.createDataFrame(rows, "dimension string, distro string, value string, request_count long")
+    counts = counts.select("*", *[F.lit(0).cast("long").alias(m) for m in aggregate.MEASURES if m != "request_count"])
+    for frame in (top_objects(counts), edge_locations(counts)):
+        plan = frame._jdf.queryExecution().executedPlan().toString()
+        assert "Window" not in plan, plan
+    objects = [(r["rank"], r["distro"], r["uri"]) for r in top_objects(counts).orderBy("rank").collect()]
+    assert objects == [(1, "d1", "/b"), (2, "d2", "/c"), (3, "d1", "/a")]  # ties: distro, then name
+    assert [(r["rank"], r["edge_location"]) for r in edge_locations(counts).orderBy("rank").collect()] == [
+        (1, "LAX1"), (2, "NRT57")]
+    shown = {(r["dimension"], r["rank"], r["value"]) for r in viewers(counts).collect()}
+    assert shown == {("os", 1, "Android"), ("os", 2, "iOS"), ("browser", 1, "Safari")}

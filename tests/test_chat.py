@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -19,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import jinja2
 import pytest
@@ -104,16 +104,11 @@ class FakeTrigger:
         return "brave-otter"
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[str, FakeTrigger]]:
     trigger = FakeTrigger()
     app = chat.make_app(SECRET, trigger, today=lambda: TODAY)
-    httpd = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    httpd = chat.make_chat_server(app, "127.0.0.1", 0, timeout=2.0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_port}", trigger
@@ -207,3 +202,31 @@ def test_prefect_cloud_webhook_template_renders_valid_events(text: str, event: s
     rendered = json.loads(template.render(body=body, headers={}, method="POST"))
     assert rendered["event"] == event and rendered["payload"]["date"] == date
     assert rendered["resource"]["prefect.resource.id"] == "slack.user.U123"
+
+
+def test_an_idle_or_slow_client_blocks_nobody(server: tuple[str, FakeTrigger]) -> None:
+    url, trigger = server
+    host, port = url.removeprefix("http://").split(":")
+    idle = socket.create_connection((host, int(port)))  # connects, sends nothing
+    slow = socket.create_connection((host, int(port)))
+    slow.sendall(b"POST /slack/commands HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\nfoo")  # then stalls
+    try:
+        started = time.monotonic()
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+            assert response.status == 200 and response.read() == b"ok"
+        status, _ = post(url, form("2024-05-01"))
+        assert status == 200 and len(trigger.calls) == 1
+        assert time.monotonic() - started < 2.0  # served while the other two hold their connections
+        idle.settimeout(5)
+        assert idle.recv(1024) == b""  # the server dropped the idle connection after its timeout
+    finally:
+        idle.close()
+        slow.close()
+
+
+def test_a_body_over_the_limit_is_refused_unread(server: tuple[str, FakeTrigger]) -> None:
+    url, trigger = server
+    request = urllib.request.Request(url + chat.PATH, data=b"x" * (chat.MAX_BODY + 1), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    assert info.value.code == 413 and trigger.calls == []

@@ -40,16 +40,20 @@ from moto import mock_aws
 
 from cdnlake import locks, pipeline
 from cdnlake.demo import generate_days
+from cdnlake.late_files import IngestPlan
 from cdnlake.notify import FanoutNotifier, ProgressEvent
 from cdnlake.sample_logs import GenerationResult
 from cdnlake.settings import ConfigError, Settings, load_settings
+from cdnlake.storage import S3Store
 from flows import daily
 from spark_jobs import aggregate, compact, ingest
 from spark_jobs.session import cached_jars, jar_packages
 from spark_jobs.storage import TABLES
+from tests.flow_runs import run_flow
 from tests.jvm import SHORT_LIVED_JVM_OPTS
 
 ROOT = Path(__file__).resolve().parents[1]
+
 D = dt.date(2024, 6, 9)
 DAYS = [D - dt.timedelta(days=2), D - dt.timedelta(days=1), D]
 ROWS = 3_000
@@ -239,8 +243,9 @@ def test_lock_locations_follow_the_warehouse(tmp_path: Path) -> None:
     assert isinstance(local, locks.FileLock) and local.path == tmp_path / "wh" / "_cdnlake_locks" / "2024-06-09.lock"
     with mock_aws():
         remote = locks.lock_for(lock_settings("s3a://bucket/lake/wh", s3_endpoint="http://127.0.0.1:9000"), "x")
-        assert isinstance(remote, locks.S3Lock) and remote.location == "s3://bucket/lake/wh/_cdnlake_locks/x.lock"
-        assert remote.client.meta.endpoint_url == "http://127.0.0.1:9000"  # CDNLAKE_S3_ENDPOINT, as for s3a
+        assert isinstance(remote, locks.StoreLock) and remote.location == "s3://bucket/lake/wh/_cdnlake_locks/x.lock"
+        assert isinstance(remote.store, S3Store)
+        assert remote.store.client.meta.endpoint_url == "http://127.0.0.1:9000"  # CDNLAKE_S3_ENDPOINT, as for s3a
         assert locks.lock_for(lock_settings("s3://bucket"), "x").location == "s3://bucket/_cdnlake_locks/x.lock"
 
 
@@ -294,18 +299,19 @@ def s3_warehouse() -> Iterator[tuple[Any, str]]:
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket="cdnlake-locks")
-        yield client, "s3://cdnlake-locks/prod/warehouse"
+        yield S3Store(client, "s3://cdnlake-locks/prod/warehouse"), "s3://cdnlake-locks/prod/warehouse"
 
 
 S3_KEY = f"prod/warehouse/_cdnlake_locks/{D}.lock"
 
 
 def test_s3_lock_fails_fast_then_waits_for_the_holder(s3_warehouse: tuple[Any, str]) -> None:
-    client, warehouse = s3_warehouse
+    store, warehouse = s3_warehouse
+    client = store.client
     let_go, held = threading.Event(), threading.Event()
 
     def first() -> None:
-        with locks.date_locks(lock_settings(warehouse), [D], run_id="first-run", s3_client=client):
+        with locks.date_locks(lock_settings(warehouse), [D], run_id="first-run", store=store):
             held.set()
             let_go.wait(60)
 
@@ -316,7 +322,7 @@ def test_s3_lock_fails_fast_then_waits_for_the_holder(s3_warehouse: tuple[Any, s
         stored = json.loads(client.get_object(Bucket="cdnlake-locks", Key=S3_KEY)["Body"].read())
         assert stored["run_id"] == "first-run" and stored["pid"] == os.getpid() and stored["host"]
         at_once = lock_settings(warehouse, lock_wait_seconds=0)
-        with pytest.raises(locks.LockBusyError) as failure, locks.date_locks(at_once, [D], s3_client=client):
+        with pytest.raises(locks.LockBusyError) as failure, locks.date_locks(at_once, [D], store=store):
             pytest.fail("the lock was taken twice")
         text = str(failure.value)
         assert f"date {D} is locked by run first-run on host" in text
@@ -329,32 +335,43 @@ def test_s3_lock_fails_fast_then_waits_for_the_holder(s3_warehouse: tuple[Any, s
             threading.Timer(1.0, let_go.set).start()
 
         with locks.date_locks(lock_settings(warehouse, lock_wait_seconds=60), [D], run_id="second-run",
-                              on_wait=on_wait, s3_client=client):  # fmt: skip
+                              on_wait=on_wait, store=store):  # fmt: skip
             assert let_go.is_set() and waiting and "first-run" in waiting[0]
             stored = json.loads(client.get_object(Bucket="cdnlake-locks", Key=S3_KEY)["Body"].read())
             assert stored["run_id"] == "second-run"
-        assert client.list_objects_v2(Bucket="cdnlake-locks").get("KeyCount") == 0  # deleted on release
+        released = json.loads(client.get_object(Bucket="cdnlake-locks", Key=S3_KEY)["Body"].read())
+        assert released["state"] == "released" and released["run_id"] == "second-run"  # marked, never deleted
     finally:
         let_go.set()
         thread.join(30)
 
 
+class AgedStore(S3Store):
+    """The store's own clock says how old the lock object is (moto's in-process mock sends no Date)."""
+
+    age_s: float = 3600.0
+
+    def age(self, key: str) -> float | None:
+        return self.age_s
+
+
 def test_s3_lock_of_a_dead_run_expires_and_a_live_one_does_not(s3_warehouse: tuple[Any, str]) -> None:
-    client, warehouse = s3_warehouse
-    hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    dead = locks.Owner("gone-host", 4242, "dead-run", hour_ago, hour_ago)
+    store, warehouse = s3_warehouse
+    client = store.client
+    dead = locks.Owner("gone-host", 4242, "dead-run", "2024-06-09T00:00:00Z", "2024-06-09T00:00:00Z")
     client.put_object(Bucket="cdnlake-locks", Key=S3_KEY, Body=dead.to_bytes())
     settings = lock_settings(warehouse, lock_wait_seconds=0, lock_stale_seconds=600)
-    with locks.date_locks(settings, [D], run_id="new-run", s3_client=client):  # broken: no heartbeat for 1 h
+    aged = AgedStore(client, warehouse)
+    with locks.date_locks(settings, [D], run_id="new-run", store=aged):  # taken over: not written for 1 h
         stored = json.loads(client.get_object(Bucket="cdnlake-locks", Key=S3_KEY)["Body"].read())
         assert stored["run_id"] == "new-run"
 
     # A live holder refreshes its lock (every stale/4 s), so a run that only waits never breaks it.
-    live = locks.S3Lock(client, "cdnlake-locks", S3_KEY, stale_seconds=2)
+    live = locks.StoreLock(store, "_cdnlake_locks/2024-06-09.lock", stale_seconds=2)
     assert live.try_acquire(locks.Owner.current("live-run"))
     try:
         time.sleep(3.5)  # longer than the expiry: only the heartbeats keep it fresh
-        other = locks.S3Lock(client, "cdnlake-locks", S3_KEY, stale_seconds=2)
+        other = locks.StoreLock(store, "_cdnlake_locks/2024-06-09.lock", stale_seconds=2)
         assert not other.try_acquire(locks.Owner.current("other-run"))
         holder = other.holder()
         assert holder is not None and holder.run_id == "live-run" and holder.heartbeat > holder.started
@@ -387,7 +404,7 @@ class FlowFakes:
 
     @staticmethod
     def report(settings: Settings, date: dt.date, distributions: list[str] | None,
-               crosscheck: Any = None) -> dict[str, Any]:  # fmt: skip
+               crosscheck: Any = None, late: Any = None) -> dict[str, Any]:  # fmt: skip
         return {"paths": {"pdf": "/tmp/r.pdf", "csv": "/tmp/r.csv", "summary": "/tmp/s.json"},
                 "summary": {"days": {date.isoformat(): {"request_count": 9}}, "peak": {"time": "13:37"},
                             "peak_text": "1 GB", "quality": {}, "insights": []}}  # fmt: skip
@@ -398,7 +415,8 @@ def flow_fakes(monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> FlowFak
     fakes = FlowFakes()
     check = pipeline.RawCheck(D.isoformat(), 1, 100, {"e1": 1})
     monkeypatch.setattr(daily.check_raw_files_task, "fn", lambda settings, date, distributions: check)
-    monkeypatch.setattr(daily.dates_to_ingest_task, "fn", lambda settings, date, distributions: [date])
+    monkeypatch.setattr(daily.dates_to_ingest_task, "fn",
+                        lambda settings, date, distributions: IngestPlan(date.isoformat(), [date], 2))
     monkeypatch.setattr(daily.ingest_task, "fn", fakes.ingest)
     monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: {})
     monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
@@ -406,7 +424,7 @@ def flow_fakes(monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> FlowFak
     monkeypatch.setattr(daily.build_report_task, "fn", fakes.report)
     sent = {"sent": True, "detail": "fake"}
     monkeypatch.setattr(
-        daily.send_email_task, "fn", lambda settings, date, distributions, resend, crosscheck=None: sent
+        daily.send_email_task, "fn", lambda settings, date, distributions, resend, crosscheck=None, late=None: sent
     )
     monkeypatch.setattr(daily, "notifier_from_settings", lambda settings: FanoutNotifier([fakes]))
     return fakes
@@ -416,7 +434,7 @@ def test_daily_run_of_a_locked_date_fails_at_ingest_with_the_holder(flow_fakes: 
                                                                      tmp_path: Path) -> None:  # fmt: skip
     settings = lock_settings(str(tmp_path / "warehouse"), lock_wait_seconds=0)
     with pytest.raises(locks.LockBusyError, match=f"date {D} is locked by run holder-run"):
-        daily.cdn_daily(date=D, settings=settings)
+        run_flow(daily.cdn_daily, settings, date=D)
     failed = flow_fakes.events[-1]
     assert (failed.kind, failed.stage, failed.step) == ("failed", "ingest", 2)
     assert f"LockBusyError: date {D} is locked by run holder-run" in str(failed.detail)
@@ -438,7 +456,7 @@ def test_daily_run_of_a_locked_date_waits_for_the_holder(flow_fakes: FlowFakes, 
 
     helper = threading.Thread(target=let_go_once_waiting)
     helper.start()
-    summary = daily.cdn_daily(date=D, settings=settings)
+    summary = run_flow(daily.cdn_daily, settings, date=D)
     helper.join(30)
     assert summary["dates_ingested"] == [D.isoformat()]
     warnings = [str(e.detail) for e in flow_fakes.events if e.kind == "warning"]
@@ -552,3 +570,37 @@ def test_three_reruns_give_identical_tables_and_statistics(
             assert later[table][0] > version, f"{table} was not rewritten"  # ... that rewrote every table
             assert later[table][1] == rows, f"{table} differs between re-runs"
     assert len(first["cdn_logs"][1]) == generated[D].valid_lines
+
+
+def test_a_run_that_loses_its_lock_stops_before_writing_or_emailing(
+    flow_fakes: FlowFakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The S3 lock is taken over while ingest runs (this run paused past the stale time): the
+    heartbeat sees it, and the run stops at the next stage instead of writing and e-mailing."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    emails: list[str] = []
+    def email(settings: Settings, date: dt.date, distributions: Any, resend: bool, crosscheck: Any = None) -> None:
+        emails.append(str(date))
+
+    monkeypatch.setattr(daily.send_email_task, "fn", email)
+    compacted: list[str] = []
+    monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: compacted.append(str(date)))
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="cdnlake-lost")
+        key = f"warehouse/_cdnlake_locks/{D}.lock"
+
+        def ingest_while_taken_over(settings: Settings, date: dt.date, distributions: list[str] | None) -> Any:
+            s3.put_object(Bucket="cdnlake-lost", Key=key, Body=json.dumps({"run_id": "other", "state": "held"}))
+            time.sleep(4.0)  # more than one heartbeat (stale 10 s / 4)
+            return flow_fakes.ingest(settings, date, distributions)
+
+        monkeypatch.setattr(daily.ingest_task, "fn", ingest_while_taken_over)
+        settings = lock_settings("s3://cdnlake-lost/warehouse", lock_stale_seconds=10, lock_wait_seconds=0)
+        with pytest.raises(locks.LockLostError, match="another run took it over"):
+            run_flow(daily.cdn_daily, settings, date=D)
+        assert json.loads(s3.get_object(Bucket="cdnlake-lost", Key=key)["Body"].read())["run_id"] == "other"
+    failed = flow_fakes.events[-1]
+    assert (failed.kind, failed.stage) == ("failed", "compact")
+    assert compacted == [] and emails == []  # nothing written after the loss, no e-mail

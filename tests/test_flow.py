@@ -31,11 +31,13 @@ from moto import mock_aws
 
 from cdnlake import pipeline
 from cdnlake.demo import generate_days
+from cdnlake.late_files import IngestPlan
 from cdnlake.notify import FanoutNotifier, ProgressEvent
 from cdnlake.runners import local as runner_module
 from cdnlake.settings import Settings, load_settings
 from flows import daily
 from flows.artifacts import CSV_KEY, INSIGHTS_KEY, PDF_KEY, SUMMARY_KEY
+from tests.flow_runs import run_flow
 
 D = dt.date(2024, 6, 9)
 DAYS = [D - dt.timedelta(days=2), D - dt.timedelta(days=1), D]
@@ -219,8 +221,6 @@ def first_run(prefect_server: None, shared_spark: None, spark: Any, dataset: Any
 
     Slack is down (the stand-in answers 503): the run must still complete.
     """
-    from spark_jobs.ingest import HASH_KEY_CONF
-
     root, _ = dataset
     environment = fake_environment(slack_down.url)
     run_output.secrets = secret_values(environment)
@@ -233,12 +233,9 @@ def first_run(prefect_server: None, shared_spark: None, spark: Any, dataset: Any
             settings = load_settings(source=str(root / "landing"), warehouse=str(root / "warehouse"),
                                      reports=str(root / "reports"), outbox=str(root / "outbox"),
                                      spark_master=MASTER)  # fmt: skip
-            # What the local runner does when it builds its session (shared_spark reuses the tests' one).
-            spark.conf.set(HASH_KEY_CONF, settings.ip_hash_key)
             with captured(request, run_output):
-                summary = daily.cdn_daily(date=D, settings=settings)
+                summary = run_flow(daily.cdn_daily, settings, date=D)
     finally:
-        spark.conf.unset(HASH_KEY_CONF)
         logging.getLogger("cdnlake.notify").removeHandler(records)
     run_output.slack_posts = list(slack_down.posts)
     return settings, summary, records.messages
@@ -383,7 +380,7 @@ def test_artifacts_and_masked_parameters(first_run: Any) -> None:
         assert link is not None and "(file://" in str(link.data) and name in str(link.data)  # stored as markdown
     with get_client(sync_client=True) as client:
         stored = client.read_flow_run(summary["flow_run_id"]).parameters
-    assert stored["settings"]["slack_webhook_url"] == "***set***"  # the webhook never reaches the database
+    assert stored == {"date": D.isoformat(), "distributions": None, "resend_email": False}  # no settings at all
 
 
 def test_no_fake_secret_in_any_output_of_the_run(first_run: Any, run_output: RunOutput, dataset: Any) -> None:
@@ -408,7 +405,8 @@ def test_no_fake_secret_in_any_output_of_the_run(first_run: Any, run_output: Run
     assert any(where == "prefect logs" for where, _ in prefect)
     files = list(output_files(root))
     names = {where for where, _ in files}
-    for expected in ("cdn_report.pdf", "cdn_statistics.csv", "summary.json", ".eml", "sent_ledger.json"):
+    expected_files = ("cdn_report.pdf", "cdn_statistics.csv", "summary.json", ".eml", f"_email_ledger/{D}/all.json")
+    for expected in expected_files:
         assert any(name.endswith(expected) for name in names), expected
     assert any("_delta_log" in name for name in names) and any(name.endswith(".parquet") for name in names)
     assert leaks(sources + prefect + files, secrets) == []
@@ -468,12 +466,12 @@ def test_second_run_sends_no_second_email(first_run: Any, dataset: Any, monkeypa
     for spark_stage in (daily.ingest_task, daily.compact_task, daily.reconcile_task):
         monkeypatch.setattr(spark_stage, "fn", lambda settings, date, distributions: {"date": str(date)})
     monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
-    again = daily.cdn_daily(date=D, settings=settings)
+    again = run_flow(daily.cdn_daily, settings, date=D)
     assert again["dates_ingested"] == [D.isoformat()]  # D-2 and D-1 are in the warehouse now
     assert again["totals"] == first["totals"]
     assert again["email"]["sent"] is False and "already sent" in again["email"]["detail"]
     assert len(list((root / "outbox").glob(f"{D}_*.eml"))) == 1
-    resent = daily.cdn_daily(date=D, resend_email=True, settings=settings)
+    resent = run_flow(daily.cdn_daily, settings, date=D, resend_email=True)
     assert resent["email"]["sent"] is True
     assert len(list((root / "outbox").glob(f"{D}_*.eml"))) == 2
 
@@ -508,14 +506,14 @@ class FakeStages:
         return {"date": date.isoformat(), "files": 1, "lines_read": 10, "loaded": 9, "rejected": 1}
 
     def report(self, settings: Settings, date: dt.date, distributions: list[str] | None,
-               crosscheck: Any = None) -> dict[str, Any]:  # fmt: skip
+               crosscheck: Any = None, late: Any = None) -> dict[str, Any]:  # fmt: skip
         day = {"request_count": 9, "bytes_requested": 2**30}
         return {"paths": {"pdf": "/tmp/r.pdf", "csv": "/tmp/r.csv", "summary": "/tmp/s.json"},
                 "summary": {"days": {date.isoformat(): day}, "peak": {"time": "13:37"}, "peak_text": "1 GB",
                             "quality": {}, "insights": []}}  # fmt: skip
 
     def email(self, settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool,
-              crosscheck: Any = None) -> dict[str, Any]:  # fmt: skip
+              crosscheck: Any = None, late: Any = None) -> dict[str, Any]:  # fmt: skip
         self.emails.append(date.isoformat())
         return {"sent": True, "detail": "sent via fake"}
 
@@ -523,7 +521,8 @@ class FakeStages:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> tuple[FakeStages, Recorder]:
     stages, recorder = FakeStages(), Recorder()
-    monkeypatch.setattr(daily.dates_to_ingest_task, "fn", lambda settings, date, distributions: [date])
+    monkeypatch.setattr(daily.dates_to_ingest_task, "fn",
+                        lambda settings, date, distributions: IngestPlan(date.isoformat(), [date], 2))
     monkeypatch.setattr(daily.ingest_task, "fn", stages.ingest)
     monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: {})
     monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
@@ -548,7 +547,7 @@ def test_no_raw_files_stops_with_a_clear_error_and_an_sms(prefect_server: None, 
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
         settings = make_settings(tmp_path, sns_topic_arn=topic)
         with pytest.raises(pipeline.StageStopped, match="no raw log files for 2024-06-09.*CDNLAKE_ON_ANOMALY"):
-            daily.cdn_daily(date=D, settings=settings)
+            run_flow(daily.cdn_daily, settings, date=D)
         bodies = [json.loads(m["Body"])["Message"] for m in sqs.receive_message(QueueUrl=queue)["Messages"]]
     assert len(bodies) == 1  # failures only: no BEGIN/running/WARNING by SMS
     assert "FAILED cdn-daily 2024-06-09 at check (1/7): StageStopped: raw files of 2024-06-09" in bodies[0]
@@ -558,7 +557,7 @@ def test_no_raw_files_stops_with_a_clear_error_and_an_sms(prefect_server: None, 
 def test_on_anomaly_continue_goes_on(fakes: Any, tmp_path: Path) -> None:
     stages, recorder = fakes
     (tmp_path / "landing").mkdir()
-    summary = daily.cdn_daily(date=D, settings=make_settings(tmp_path, on_anomaly="continue"))
+    summary = run_flow(daily.cdn_daily, make_settings(tmp_path, on_anomaly="continue"), date=D)
     assert any("no raw log files" in a for a in summary["anomalies"])
     assert recorder.kinds()[:3] == [("begin", None), ("running", "check"), ("warning", None)]
     assert "continuing" in str(recorder.events[2].detail)
@@ -576,7 +575,7 @@ def test_reconciliation_failure_sends_no_email_and_alerts(fakes: Any, tmp_path: 
 
     monkeypatch.setattr(daily.reconcile_task, "fn", mismatch)
     with pytest.raises(ReconciliationError, match="statistics 9 != raw rows 10"):
-        daily.cdn_daily(date=D, resend_email=True, settings=make_settings(tmp_path))
+        run_flow(daily.cdn_daily, make_settings(tmp_path), date=D, resend_email=True)
     assert stages.emails == []
     failed = recorder.events[-1]
     assert (failed.kind, failed.stage, failed.step) == ("failed", "reconcile", 5)
@@ -587,7 +586,7 @@ def test_concurrent_backfill_takes_turns_writing(fakes: Any, tmp_path: Path, mon
     stages, _ = fakes
     monkeypatch.setattr(daily.check_raw_files_task, "fn", good_check)
     settings = make_settings(tmp_path)
-    result = daily.cdn_backfill(start=DAYS[0], end=D, settings=settings, concurrency=3)
+    result = run_flow(daily.cdn_backfill, settings, start=DAYS[0], end=D, concurrency=3)
     assert [r["status"] for r in result["dates"].values()] == ["completed"] * 3
     assert stages.max_writers == 1  # no global limit yet: the process lock serialised the writes
     assert sorted(stages.emails) == [d.isoformat() for d in DAYS]
@@ -599,7 +598,7 @@ def test_concurrent_backfill_takes_turns_writing(fakes: Any, tmp_path: Path, mon
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=daily.WRITE_LIMIT, limit=1))
     monkeypatch.setattr(daily, "_LOCAL_WRITES", threading.Lock())
     stages.max_writers = 0
-    daily.cdn_backfill(start=DAYS[1], end=D, settings=settings, concurrency=2)
+    run_flow(daily.cdn_backfill, settings, start=DAYS[1], end=D, concurrency=2)
     assert stages.max_writers == 1  # now the Prefect global concurrency limit did it
 
 
@@ -612,7 +611,7 @@ def test_sequential_backfill_lists_failed_dates(fakes: Any, tmp_path: Path, monk
 
     monkeypatch.setattr(daily.check_raw_files_task, "fn", check)
     with pytest.raises(daily.BackfillError, match=f"1 of 3 dates failed: {DAYS[1]}"):
-        daily.cdn_backfill(start=DAYS[0], end=D, settings=make_settings(tmp_path))
+        run_flow(daily.cdn_backfill, make_settings(tmp_path), start=DAYS[0], end=D)
     assert stages.emails == [DAYS[0].isoformat(), D.isoformat()]  # the other dates still ran, in order
 
 
@@ -663,3 +662,99 @@ def test_csv_equals_duckdb_over_the_raw_files(first_run: Any, dataset: Any) -> N
     for row in rows[1:]:
         cells = row.split(",")
         assert cells[2:] == [str(v) for v in expected.get((cells[0], int(cells[1])), [0] * 11)], row
+
+
+# ---------------------------------------------------------------- late files and traffic alerts (issue 19)
+def copy_with_new_ids(source: Path, target: Path, tag: str, status: str | None = None) -> None:
+    """`source`'s lines under another name, with request ids made unique (`tag`) and, given
+    `status`, every data line's sc-status replaced: a late delivery, or a 5xx spike."""
+    out = []
+    with gzip.open(source, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            cells = line.rstrip("\n").split("\t")
+            if not line.startswith("#") and len(cells) > 14:
+                cells[14] = cells[14] + tag
+                if status is not None:
+                    cells[8] = status
+            out.append("\t".join(cells) + "\n")
+    with gzip.open(target, "wt", encoding="utf-8") as handle:
+        handle.writelines(out)
+
+
+def test_next_day_run_picks_up_a_late_file_and_raises_a_5xx_alert(
+    first_run: Any, dataset: Any, slack_down: SlackStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """D+1 after a late file for D landed and with a 5xx spike at 05h of D+1 for one distribution.
+
+    Runs on a copy of the first run's landing and warehouse, so the other tests keep their state.
+    """
+    import shutil
+
+    from bench.duckdb_reference import hourly_statistics
+
+    settings, first, _ = first_run
+    root, generated = dataset
+    shutil.copytree(root / "landing", tmp_path / "landing")  # copy2: the files keep their mtimes
+    shutil.copytree(root / "warehouse", tmp_path / "warehouse")
+    nxt = D + dt.timedelta(days=1)
+    generate_days(tmp_path / "landing", [nxt], 2, [ROWS], seed=11, files_per_hour=1)
+    distro = generated[D].distribution_ids[0]
+    late_source = next((tmp_path / "landing").rglob(f"{distro}.{D}-10.*.gz"))
+    late_file = late_source.with_name(f"{distro}.{D}-10.late1.gz")
+    copy_with_new_ids(late_source, late_file, "late")
+    spike_source = next((tmp_path / "landing").rglob(f"{distro}.{nxt}-05.*.gz"))
+    spike_file = spike_source.with_name(f"{distro}.{nxt}-05.spike1.gz")
+    copy_with_new_ids(spike_source, spike_file, "spike", status="503")
+    run = make_settings(tmp_path, slack_webhook_url=settings.slack_webhook_url)
+    summary = daily.cdn_daily(date=nxt, settings=run)
+
+    assert summary["dates_ingested"] == [D.isoformat(), nxt.isoformat()]  # D-1 is unchanged: not reloaded
+    _, late_valid = count_valid_lines([late_file])
+    assert summary["late_files"]["refreshed"] == [D.isoformat()]
+    assert summary["late_files"]["lines_added"] == {D.isoformat(): late_valid}
+    expected = {(str(r[0]), int(r[1])): [int(x) for x in r[2:]]
+                for r in hourly_statistics(sorted((tmp_path / "landing").rglob("*.gz")))}  # fmt: skip
+    rows = Path(summary["report"]["csv"]).read_text(encoding="utf-8").splitlines()[1:]
+    d_rows = [r for r in rows if r.startswith(D.isoformat())]
+    assert len(d_rows) == 24 and csv_requests(summary["report"]["csv"], D) == first["totals"]["requests"] + late_valid
+    for row in rows:  # every hour of D-1..D+1, D's with the late lines, equals DuckDB over all the files
+        cells = row.split(",")
+        assert cells[2:] == [str(v) for v in expected.get((cells[0], int(cells[1])), [0] * 11)], row
+
+    own_files = sorted((tmp_path / "landing").rglob(f"{distro}.*.gz"))
+    own = {(str(r[0]), int(r[1])): r[2:] for r in hourly_statistics(own_files)}
+    requests, http5xx = int(own[(nxt.isoformat(), 5)][0]), int(own[(nxt.isoformat(), 5)][8])
+    spikes = [a for a in summary["alerts"] if a["kind"] == "5xx_share"]
+    assert [(a["distribution"], a["hour"]) for a in spikes] == [(distro.lower(), 5)]
+    assert spikes[0]["value"] == pytest.approx(round(http5xx / requests * 100, 2))
+    on_disk = json.loads(Path(summary["report"]["summary"]).read_text(encoding="utf-8"))
+    assert on_disk["alerts"] == summary["alerts"] and on_disk["late_files"]["refreshed"] == [D.isoformat()]
+    printed = capsys.readouterr().err
+    assert f"traffic alert: SEVERE 5xx_share {distro.lower()} 05:00" in printed
+    assert f"late files: refreshed {D} (+{late_valid:,} lines)" in printed and "bandwidth usage" in printed
+    posted = [json.loads(p)["text"] for p in slack_down.posts]
+    assert any(f"5xx_share {distro.lower()} 05:00" in text for text in posted)
+    assert any("COMPLETE" in text and "June bandwidth usage" in text for text in posted)
+
+
+def test_automations_are_applied_on_the_prefect_server_once(prefect_server: None) -> None:
+    from prefect.blocks.notifications import SlackWebhook
+    from prefect.client.orchestration import get_client
+
+    from cdnlake.automations import apply_automations
+
+    SlackWebhook(url="https://hooks.slack.com/services/T0/B0/not-a-real-token").save("cdnlake-ops", overwrite=True)
+    settings = load_settings(env={}, automation_block="slack-webhook/cdnlake-ops", completion_deadline="11:00")
+    names = apply_automations(settings)
+    assert apply_automations(settings) == names  # a second apply replaces, never duplicates
+    with get_client(sync_client=True) as client:
+        stored = {a.name: a for a in client.read_automations() if a.name.startswith("cdnlake:")}
+        block = client.read_block_document_by_name("cdnlake-ops", "slack-webhook").id
+    assert sorted(stored) == sorted(names) and len(names) == 4
+    deadline = stored["cdnlake: cdn-daily not completed by 11:00"]
+    assert deadline.trigger.within == dt.timedelta(hours=2, minutes=30)  # from 08:30 in prefect.yaml
+    assert deadline.trigger.expect == {"prefect.flow-run.Completed"}
+    assert stored["cdnlake: flow run crashed"].trigger.expect == {"prefect.flow-run.Crashed"}
+    assert all(a.actions[0].block_document_id == block for a in stored.values())
+    with pytest.raises(ValueError, match="block-type/name"):
+        apply_automations(load_settings(env={}, automation_block="cdnlake-ops"))

@@ -290,3 +290,18 @@ def test_every_job_has_a_module_path() -> None:
         spec = spark_application(job, ["--date", "2024-01-01"], run_name(job, []), AppConfig())["spec"]
         assert spec["mainApplicationFile"] == f"local:///opt/cdnlake/spark_jobs/{job}.py"
     assert k8s_runner.MAX_NAME + len("-driver") == 63
+
+
+def test_hash_key_reaches_the_ingest_driver_from_the_secret_not_the_spec(fake_kubernetes: list[str]) -> None:
+    key = "k8s-hash-key-value-zq7"
+    settings = load_settings({}, spark_runner="kubernetes", anonymize_ip="hash", ip_hash_key=key)
+    runner = runner_for(settings)
+    assert isinstance(runner, KubernetesRunner)
+    ingest = spark_application("ingest", ["--date", "2024-01-01"], "n", runner.config)
+    assert {"name": "CDNLAKE_IP_HASH_KEY", "valueFrom": {"secretKeyRef": {
+        "name": "cdnlake-secrets", "key": "CDNLAKE_IP_HASH_KEY"}}} in ingest["spec"]["driver"]["env"]  # fmt: skip
+    assert key not in json.dumps(ingest)  # by reference only: the value is in no manifest
+    aggregate = spark_application("aggregate", ["--date", "2024-01-01"], "n", runner.config)
+    assert "CDNLAKE_IP_HASH_KEY" not in json.dumps(aggregate)  # only the job that hashes gets it
+    plain = runner_for(load_settings({}, spark_runner="kubernetes"))
+    assert "CDNLAKE_IP_HASH_KEY" not in json.dumps(spark_application("ingest", [], "n", plain.config))

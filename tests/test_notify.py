@@ -181,6 +181,26 @@ def test_slack_down_is_logged_and_the_pipeline_goes_on(caplog: pytest.LogCapture
     assert "SECRET" not in caplog.text and "SECRET" not in repr(slack)
 
 
+@pytest.mark.parametrize("url", [
+    "https://hooks.example.com/services/T000/B000/TOKEN with space",  # http.client.InvalidURL quotes the path
+    "https://hooks.example.com/services/T000/B000/TOKEN\x7fctl",
+    "hxxps://hooks.example.com/services/T000/B000/TOKENSCHEME",  # ValueError: unknown url type: '<url>'
+])  # fmt: skip
+def test_no_exception_text_carries_the_webhook_into_a_log(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    slack = SlackNotifier(url, attempts=2, sleep=lambda s: None)
+    with pytest.raises(NotificationError) as failure:
+        slack.send(event("begin"))
+    chain, error = [], failure.value
+    while error is not None:  # the error and everything chained to it (what a traceback would print)
+        chain.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    token = url.rsplit("/", 1)[1]
+    assert len(chain) == 1 and token not in chain[0] and "/services/" not in chain[0]
+    with caplog.at_level(logging.DEBUG):
+        FanoutNotifier([slack]).send(event("begin"))
+    assert token not in caplog.text and "T000/B000" not in caplog.text
+
+
 # ---------------------------------------------------------------- SNS
 @pytest.fixture
 def sns_topic() -> Iterator[tuple[Any, str, Any, str]]:

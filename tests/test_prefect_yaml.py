@@ -115,3 +115,23 @@ def test_checker_catches_secret_looking_values() -> None:
     assert SECRET_VALUE.search("AKIAIOSFODNN7EXAMPLE")
     assert SECRET_KEY.search("CDNLAKE_SLACK_WEBHOOK_URL")
     assert not SECRET_VALUE.search("s3://example-cdnlake/warehouse")
+
+
+# What an operator may choose per run (SPEC section 6); everything else comes from CDNLAKE_*.
+OPERATOR_PARAMETERS = {
+    "cdn_daily": {"date", "distributions", "resend_email"},
+    "cdn_rerun": {"date", "distributions", "resend_email"},
+    "cdn_backfill": {"start", "end", "distributions", "resend_email", "concurrency"},
+    "cdn_weekly_misses": {"end"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_deployed_parameter_schema_is_only_what_an_operator_chooses(name: str) -> None:
+    """The schema Prefect stores for the deployment (what the UI and API accept) has nothing else:
+    no settings, locations, recipients, images or Spark configuration."""
+    entrypoint = DEPLOYMENTS[name]["entrypoint"]
+    flow = load_flow(entrypoint)
+    schema = flow.parameters.model_dump()
+    assert set(schema["properties"]) == OPERATOR_PARAMETERS[entrypoint.partition(":")[2]]
+    assert "definitions" not in schema or not schema["definitions"]  # no nested object (a Settings) either

@@ -12,9 +12,10 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
+from cdnlake.storage import LocalStore
 from reporting.delivery import DeliveryError, OutboxSender, Recipients, SesSender, deliver
 from reporting.email import EmailConfig, build_message
-from reporting.ledger import SentLedger
+from reporting.ledger import EmailLedger
 from reporting.sample import report_data_from_totals
 
 D = dt.date(2024, 6, 9)
@@ -52,7 +53,7 @@ def aws(monkeypatch):
 
 def test_ses_send_through_moto(aws, message, tmp_path):
     aws.create_email_identity(EmailIdentity="cdn-report@example.com")
-    ledger = SentLedger(tmp_path / "sent.json")
+    ledger = EmailLedger(LocalStore(tmp_path))
     result = deliver(D, message, SesSender(aws), ledger)
     assert result.sent and result.message_id
 
@@ -81,7 +82,7 @@ def test_ses_send_through_moto(aws, message, tmp_path):
 
 
 def test_ses_unverified_sender_is_a_clear_delivery_error(aws, message, tmp_path):
-    ledger = SentLedger(tmp_path / "sent.json")
+    ledger = EmailLedger(LocalStore(tmp_path))
     with pytest.raises(DeliveryError) as info:
         deliver(D, message, SesSender(aws), ledger)
     assert info.value.code == "MessageRejected" and info.value.permanent
@@ -106,7 +107,7 @@ class FakeSes:
 def test_throttling_is_retried_with_backoff(message, tmp_path):
     client, sleeps = FakeSes(["TooManyRequestsException", "TooManyRequestsException"]), []
     sender = SesSender(client, base_delay=1.0, sleep=sleeps.append, jitter=lambda: 0.5)
-    ledger = SentLedger(tmp_path / "sent.json")
+    ledger = EmailLedger(LocalStore(tmp_path))
     result = deliver(D, message, sender, ledger)
     assert result.message_id == "ses-3" and len(client.calls) == 3
     assert sleeps == [0.5, 1.0]  # jitter 0.5 x (1 s, 2 s)
@@ -140,7 +141,7 @@ PERMANENT = [
 @pytest.mark.parametrize("code", PERMANENT)
 def test_permanent_errors_are_not_retried(message, tmp_path, code):
     client = FakeSes([code], message="Email address is not verified: ops@example.com")
-    ledger = SentLedger(tmp_path / "sent.json")
+    ledger = EmailLedger(LocalStore(tmp_path))
     with pytest.raises(DeliveryError, match="Email address is not verified: ops@example.com") as info:
         deliver(D, message, SesSender(client, sleep=lambda _: pytest.fail("must not sleep")), ledger)
     assert info.value.code == code and info.value.permanent
@@ -150,7 +151,7 @@ def test_permanent_errors_are_not_retried(message, tmp_path, code):
 
 def test_ledger_sends_once_per_date_unless_forced(message, tmp_path):
     client = FakeSes([])
-    sender, ledger = SesSender(client), SentLedger(tmp_path / "state" / "sent.json")
+    sender, ledger = SesSender(client), EmailLedger(LocalStore(tmp_path / "state"))
     first = deliver(D, message, sender, ledger)
     second = deliver(D, message, sender, ledger)
     assert first.sent and not second.sent and second.message_id == first.message_id
@@ -160,12 +161,12 @@ def test_ledger_sends_once_per_date_unless_forced(message, tmp_path):
     entries = ledger.entries("2024-06-09")
     assert [e["forced"] for e in entries] == [False, True]
     assert deliver(dt.date(2024, 6, 10), message, sender, ledger).sent  # another date is independent
-    on_disk = json.loads((tmp_path / "state" / "sent.json").read_text(encoding="utf-8"))
-    assert set(on_disk["sent"]) == {"2024-06-09", "2024-06-10"}
+    on_disk = sorted(p.relative_to(tmp_path / "state").as_posix() for p in (tmp_path / "state").rglob("*.json"))
+    assert on_disk == ["_email_ledger/2024-06-09/all.json", "_email_ledger/2024-06-10/all.json"]
 
 
 def test_outbox_sender(message, tmp_path):
-    outbox, ledger = tmp_path / "outbox", SentLedger(tmp_path / "sent.json")
+    outbox, ledger = tmp_path / "outbox", EmailLedger(LocalStore(tmp_path))
     first = deliver(D, message, OutboxSender(outbox), ledger)
     deliver(D, message, OutboxSender(outbox), ledger, force=True)
     assert sorted(p.name for p in outbox.glob("*.eml")) == ["2024-06-09_1.eml", "2024-06-09_2.eml"]
@@ -202,7 +203,7 @@ def test_ses_throttled_three_times_sends_exactly_one_email_once_per_date(aws, me
     throttle, sleeps = ThrottleFirst(3), []
     aws.meta.events.register("before-call.sesv2.SendEmail", throttle)
     sender = SesSender(aws, base_delay=1.0, sleep=sleeps.append, jitter=lambda: 1.0)
-    ledger = SentLedger(tmp_path / "reports" / "sent_ledger.json")
+    ledger = EmailLedger(LocalStore(tmp_path / "reports"))
     backend = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
 
     result = deliver(D, message, sender, ledger)

@@ -1,17 +1,19 @@
-"""The PDF report: text content (pypdf), a rendered page 1 (pdftoppm) and the font fallback."""
+"""The PDF report: text content (pypdf), fonts (pdffonts), page 1 rendered without system fonts
+(pdftoppm) and the font fallback. poppler-utils is required (.ci/run installs it)."""
 
 import dataclasses
 import datetime as dt
 import io
 import os
-import shutil
 import subprocess
 import warnings
 
+import pandas as pd
 import pytest
 from pypdf import PdfReader
 
 from reporting import fonts
+from reporting.misses import build_misses_pdf
 from reporting.pdf import build_pdf
 from reporting.sample import report_data_from_totals, sample_report_data
 
@@ -56,10 +58,42 @@ def test_is_a4_with_several_pages(pdf_bytes):
     assert (round(float(box.width)), round(float(box.height))) == (595, 842)
 
 
-def test_cjk_font_is_embedded(pdf_bytes):
-    if fonts.resolve_fonts().path is None:
-        pytest.skip("no embeddable CJK font installed (fonts-ipaexfont-gothic)")
-    assert b"/FontFile2" in pdf_bytes  # an embedded TrueType subset, not a viewer-supplied CID font
+def test_cjk_font_comes_from_the_locked_package():
+    path = fonts.packaged_cjk_font()
+    assert path is not None and path.name == "ipaexg.ttf"
+    assert path.read_bytes()[:4] == b"\x00\x01\x00\x00"  # a TrueType-outline font (glyf), not CFF
+    assert fonts.resolve_fonts().path == str(path)
+
+
+def _pdffonts(pdf: bytes, tmp_path) -> list[tuple[str, str, str]]:
+    """(name, type, embedded) of every font, as poppler's pdffonts lists them."""
+    (tmp_path / "f.pdf").write_bytes(pdf)
+    out = subprocess.run(["pdffonts", str(tmp_path / "f.pdf")], check=True, capture_output=True, text=True,
+                         timeout=60).stdout
+    rows = []
+    for line in out.splitlines()[2:]:  # after the header and the dashes
+        name, *middle, emb, _sub, _uni, _obj, _gen = line.split()
+        rows.append((name, " ".join(middle[:-1]), emb))
+    return rows
+
+
+def test_every_font_is_embedded_truetype(pdf_bytes, tmp_path):
+    rows = _pdffonts(pdf_bytes, tmp_path)
+    assert {name.split("+", 1)[1] for name, _, _ in rows} == {
+        "IPAexGothic", "BitstreamVeraSans-Roman", "BitstreamVeraSans-Bold"}
+    assert all(kind == "TrueType" and emb == "yes" for _, kind, emb in rows), rows
+
+
+def test_cache_miss_pdf_fonts_are_embedded(tmp_path):
+    rules = pd.DataFrame([{"antecedent": "edge=NRT57-C1", "consequent": "Miss", "support": 0.1,
+                           "confidence": 0.8, "lift": 2.0, "count": 10}])
+    top = pd.DataFrame([{"uri": "/動画/予告編.mp4", "misses": 3, "miss_ratio": 0.5, "bytes_missed": 100}])
+    edges = pd.DataFrame([{"edge_location": "NRT57-C1", "requests": 10, "misses": 3, "miss_ratio": 0.3}])
+    pdf = build_misses_pdf(dt.date(2024, 6, 3), D, rules, top, edges)
+    rows = _pdffonts(pdf, tmp_path)
+    assert any(name.endswith("+IPAexGothic") for name, _, _ in rows)
+    assert rows and all(emb == "yes" for _, _, emb in rows), rows
+    assert "キャッシュミス分析" in PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
 
 
 def test_title_dates_distributions_and_peak(pdf_text):
@@ -104,47 +138,51 @@ def test_sections_and_footer(pdf_text):
         assert expected in pdf_text, expected
 
 
-def _gray_pixels(pdf: bytes, tmp_path) -> tuple[int, int, bytes]:
-    """Render page 1 as a binary PGM (P5) and return width, height, pixels."""
+def _render_without_system_fonts(pdf: bytes, tmp_path) -> tuple[int, int, bytes, str]:
+    """Page 1 as a binary PGM (P5) rendered by poppler with a fontconfig that knows no font at all,
+    as on a machine without a system CJK font. Returns width, height, pixels, poppler's stderr."""
     (tmp_path / "r.pdf").write_bytes(pdf)
-    subprocess.run(
-        [
-            "pdftoppm",
-            "-gray",
-            "-r",
-            "50",
-            "-f",
-            "1",
-            "-l",
-            "1",
-            str(tmp_path / "r.pdf"),
-            str(tmp_path / "page"),
-        ],
-        check=True,
-        timeout=60,
-    )
+    (tmp_path / "fonts.conf").write_text(
+        f"<?xml version='1.0'?><fontconfig><dir>{tmp_path / 'no-fonts'}</dir>"
+        f"<cachedir>{tmp_path / 'fc-cache'}</cachedir></fontconfig>")
+    env = {**os.environ, "FONTCONFIG_FILE": str(tmp_path / "fonts.conf")}
+    done = subprocess.run(["pdftoppm", "-gray", "-r", "50", "-f", "1", "-l", "1", str(tmp_path / "r.pdf"),
+                           str(tmp_path / "page")], check=True, timeout=60, env=env, capture_output=True, text=True)
     raw = next(tmp_path.glob("page*.pgm")).read_bytes()
     magic, width, height, maxval, pixels = raw.split(maxsplit=4)
     assert magic == b"P5" and maxval == b"255"
-    return int(width), int(height), pixels
+    return int(width), int(height), pixels, done.stderr
+
+
+def _title_ink(width: int, pixels: bytes) -> int:
+    """Dark pixels of the Japanese title ("CDN キャッシュ統計レポート", 18 pt, top left)."""
+    # Measured: ~210 pixels with the embedded font, 0 when the font cannot be drawn.
+    return sum(1 for row in range(28, 48) for p in pixels[row * width + 20: row * width + 220] if p < 128)
 
 
 def test_page_one_renders_with_content(pdf_bytes, tmp_path):
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("pdftoppm (poppler-utils) is not installed")
-    width, height, pixels = _gray_pixels(pdf_bytes, tmp_path)
+    width, height, pixels, stderr = _render_without_system_fonts(pdf_bytes, tmp_path)
+    assert stderr == ""  # poppler names every font it cannot draw ("Unknown font tag", language pack)
     assert abs(width - 413) <= 1 and abs(height - 585) <= 1  # A4 (595 x 842 pt) at 50 dpi
     dark = sum(1 for p in pixels[: width * height] if p < 200)
     # Title, chart, tables: a blank or near-blank page would be far below 3% of the pixels.
     assert dark > 0.03 * width * height
-    top_band = pixels[: width * 60]  # the title block
-    assert sum(1 for p in top_band if p < 128) > 200
+    assert _title_ink(width, pixels) > 120
+
+
+def test_non_embedded_fallback_would_show_no_japanese(tmp_path, monkeypatch):
+    """The render check above can fail: the CID fallback loses the title on the same font-less machine."""
+    monkeypatch.setattr(fonts, "cjk_font_candidates", lambda: ["/nonexistent/font.ttf"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pdf = build_pdf(report_data_from_totals(D, TOTALS, minute_bytes={817: PEAK_BYTES}))
+    width, _, pixels, stderr = _render_without_system_fonts(pdf, tmp_path)
+    assert "Adobe-Japan1" in stderr
+    assert _title_ink(width, pixels) < 20
 
 
 def test_explicit_font_path_and_bad_font(tmp_path):
-    path = fonts.CJK_FONT_CANDIDATES[0][0]
-    if not os.path.exists(path):
-        pytest.skip("IPAexGothic (fonts-ipaexfont-gothic) is not installed")
+    path = str(fonts.packaged_cjk_font())
     assert build_pdf(sample_report_data(D), font_path=path).startswith(b"%PDF")
     bogus = tmp_path / "bogus.ttf"
     bogus.write_bytes(b"not a font")
@@ -153,7 +191,7 @@ def test_explicit_font_path_and_bad_font(tmp_path):
 
 
 def test_falls_back_to_cid_font_with_a_warning(monkeypatch):
-    monkeypatch.setattr(fonts, "CJK_FONT_CANDIDATES", (("/nonexistent/font.ttf", 0),))
+    monkeypatch.setattr(fonts, "cjk_font_candidates", lambda: ["/nonexistent/font.ttf"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pdf = build_pdf(report_data_from_totals(D, TOTALS, minute_bytes={817: PEAK_BYTES}))

@@ -273,11 +273,12 @@ def test_the_flow_lists_and_publishes_through_the_s3_endpoint(
     listed = sources.list_source(settings.source, {D}, None, pipeline._s3_client(settings))
     assert sorted(f.uri for f in listed) == sorted(f"s3://{bucket}/{key}" for key in day["keys"])
 
-    csv = tmp_path / "cdn_statistics.csv"
-    csv.write_text("DATE,TIME\n")
-    assert pipeline.publish_reports(settings, D, {"csv": csv}) == {"csv": f"s3://{bucket}/reports/{D}/cdn_statistics.csv"}
+    store = pipeline.reports_store(settings)
+    store.write(f"{D}/cdn_statistics.csv", b"DATE,TIME\n")
+    assert store.uri(f"{D}/cdn_statistics.csv") == f"s3://{bucket}/reports/{D}/cdn_statistics.csv"
     assert f"reports/{D}/cdn_statistics.csv" in objects(s3.up, bucket, "reports/")
 
     with locks.date_locks(settings, [D], run_id="endpoint-test"):
         assert f"warehouse/_cdnlake_locks/{D}.lock" in objects(s3.up, bucket, "warehouse/_cdnlake_locks/")
-    assert objects(s3.up, bucket, "warehouse/_cdnlake_locks/") == {}
+    released = s3.up.client().get_object(Bucket=bucket, Key=f"warehouse/_cdnlake_locks/{D}.lock")["Body"].read()
+    assert b'"state": "released"' in released  # released by a conditional write, never deleted

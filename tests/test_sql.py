@@ -94,19 +94,48 @@ def test_a_query_on_one_date_reads_one_date(spark: Any, warehouse: str) -> None:
     assert "PartitionFilters: [" in plan and DAY in plan.split("PartitionFilters: [", 1)[1].split("]", 1)[0]
 
 
-@pytest.mark.parametrize(
-    "query",
-    ["DELETE FROM cdn_logs", "DROP TABLE cdn_logs", "SELECT 1; DROP TABLE cdn_logs",
-     "WITH x AS (SELECT 1) INSERT INTO cdn_logs SELECT * FROM x", "OPTIMIZE cdn_logs", "SET spark.x=1", ""],
-)  # fmt: skip
-def test_only_read_only_queries(query: str) -> None:
-    with pytest.raises(adhoc.QueryError):
-        adhoc.check_read_only(query)
+REFUSED = [
+    "DELETE FROM cdn_logs", "DROP TABLE cdn_logs", "SELECT 1; DROP TABLE cdn_logs",
+    "WITH x AS (SELECT 1) INSERT INTO cdn_logs SELECT * FROM x", "OPTIMIZE cdn_logs", "SET spark.x=1",
+    "UPDATE cdn_logs SET sc_bytes = 0",
+    "MERGE INTO cdn_logs t USING ingest_files s ON t.dt = s.dt WHEN MATCHED THEN DELETE",
+    "CREATE TABLE t (a INT)", "CREATE TEMP VIEW v AS SELECT 1", "ALTER TABLE cdn_logs ADD COLUMNS (x INT)",
+    "ADD JAR /tmp/x.jar", "CALL system.rollback('cdn_logs', 1)", "CACHE TABLE cdn_logs",
+    "SELECT reflect('java.lang.Runtime', 'getRuntime')", "SELECT java_method('java.lang.System', 'exit', 1)",
+    "SELECT * FROM cdn_logs WHERE sc_bytes IN (SELECT reflect('java.lang.System', 'gc'))",
+    "SELECT '--' AS a; DROP TABLE cdn_logs", "SELECT '/*' AS a; DELETE FROM cdn_logs -- */",
+    "EXPLAIN DELETE FROM cdn_logs", "",
+]  # fmt: skip
 
 
-def test_literals_and_comments_do_not_trip_the_guard() -> None:
+@pytest.mark.parametrize("query", REFUSED)
+def test_only_read_only_queries(spark: Any, query: str) -> None:
+    with pytest.raises(adhoc.QueryError) as info:
+        adhoc.check_read_only(spark, query)
+    assert "read-only" in str(info.value) or "parse" in str(info.value) or "empty" in str(info.value)
+
+
+def test_a_refused_statement_changes_nothing(spark: Any, warehouse: str) -> None:
+    before = adhoc.run_query(spark, warehouse, "SELECT count(*) AS n FROM cdn_logs").collect()[0]["n"]
+    for query in ("DELETE FROM cdn_logs", "SELECT '--'; DELETE FROM cdn_logs"):
+        with pytest.raises(adhoc.QueryError):
+            adhoc.run_query(spark, warehouse, query)
+    assert adhoc.run_query(spark, warehouse, "SELECT count(*) AS n FROM cdn_logs").collect()[0]["n"] == before > 0
+
+
+def test_literals_and_comments_do_not_trip_the_guard(spark: Any) -> None:
     sql = "-- delete old rows? no\nSELECT 'drop; insert' AS x, `update` FROM cdn_logs /* merge */;"
-    assert adhoc.check_read_only(sql).endswith("/* merge */")
+    assert adhoc.check_read_only(spark, sql).endswith("/* merge */")
+    for query in ("SHOW TABLES", "DESCRIBE cdn_logs", "EXPLAIN SELECT 1",
+                  "WITH x AS (SELECT 1 AS a) SELECT * FROM x WHERE a IN (SELECT 1)"):  # fmt: skip
+        assert adhoc.check_read_only(spark, query) == query
+
+
+def test_control_characters_are_escaped_before_the_terminal(spark: Any) -> None:
+    frame = spark.createDataFrame([("\x1b]0;pwned\x07\x1b[2Jok\u009b",)], "v string")
+    text = adhoc.render(frame)
+    assert "\x1b" not in text and "\x07" not in text and "\u009b" not in text
+    assert "\\x1b]0;pwned\\x07\\x1b[2Jok\\x9b" in text
 
 
 def test_placeholders() -> None:

@@ -189,14 +189,35 @@ def make_app(
     return app
 
 
-def serve(app: Callable[..., Iterable[bytes]], host: str, port: int) -> None:
-    """Serve until interrupted (wsgiref: one request at a time is plenty for a slash command)."""
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
+REQUEST_TIMEOUT_S = 10.0  # per socket operation: an idle or trickling client is dropped after this
 
-    class QuietHandler(WSGIRequestHandler):
+
+def make_chat_server(app: Callable[..., Iterable[bytes]], host: str, port: int,
+                     timeout: float = REQUEST_TIMEOUT_S) -> Any:  # fmt: skip
+    """A WSGI server that serves each connection in its own thread, with socket timeouts.
+
+    One idle or slow client (a port scanner, a half-open connection) must not block /healthz or
+    Slack's next command; the body limit is MAX_BODY (checked by the app before reading).
+    """
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Handler(WSGIRequestHandler):
+        def setup(self) -> None:
+            self.timeout = timeout  # StreamRequestHandler applies it to the connection's socket
+            super().setup()
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             log.info("%s %s", self.address_string(), format % args)
 
-    with make_server(host, port, app, handler_class=QuietHandler) as server:
+    class ThreadingServer(ThreadingMixIn, WSGIServer):
+        daemon_threads = True  # a stuck client never holds up shutdown
+
+    return make_server(host, port, app, server_class=ThreadingServer, handler_class=Handler)
+
+
+def serve(app: Callable[..., Iterable[bytes]], host: str, port: int) -> None:
+    """Serve until interrupted."""
+    with make_chat_server(app, host, port) as server:
         log.info("cdnlake chat endpoint on http://%s:%d%s", host, server.server_port, PATH)
         server.serve_forever()

@@ -64,6 +64,9 @@ class AppConfig:
     aws_region: str = "us-east-1"
     ttl_s: int = 3600  # the operator deletes a finished app even if this process died first
     extra_conf: Mapping[str, str] = field(default_factory=dict)
+    # The Secret key the IP hash key comes from ("" = not needed): the driver gets it as an env
+    # variable by reference (secretKeyRef), so its value is never in the SparkApplication.
+    hash_key_secret: str = ""
 
 
 def _arg_value(args: Sequence[str], flag: str) -> str | None:
@@ -118,6 +121,18 @@ def _pod(resources: PodResources, config: AppConfig, job: str) -> dict[str, Any]
     }
 
 
+SECRET_NAME = "cdnlake-secrets"
+HASH_KEY_ENV = "CDNLAKE_IP_HASH_KEY"  # what spark_jobs/ingest.py reads in the driver
+
+
+def _driver(config: AppConfig, job: str) -> dict[str, Any]:
+    pod = _pod(config.driver, config, job)
+    if config.hash_key_secret and job == "ingest":
+        ref = {"secretKeyRef": {"name": SECRET_NAME, "key": config.hash_key_secret}}
+        pod["env"] = [*pod["env"], {"name": HASH_KEY_ENV, "valueFrom": ref}]
+    return pod
+
+
 def spark_application(job: str, args: Sequence[str], name: str, config: AppConfig) -> dict[str, Any]:
     """The SparkApplication manifest for one run of `spark_jobs.<job>` with `args`."""
     executor = _pod(config.executor, config, job) | {
@@ -135,7 +150,7 @@ def spark_application(job: str, args: Sequence[str], name: str, config: AppConfi
         "sparkConf": spark_conf(config),
         "restartPolicy": {"type": "Never"},  # Prefect's task retries decide about re-running
         "timeToLiveSeconds": config.ttl_s,
-        "driver": _pod(config.driver, config, job),
+        "driver": _driver(config, job),
         "executor": executor,
     }
     if config.max_executors > 0:
@@ -194,6 +209,7 @@ class KubernetesRunner:
             max_executors=settings.k8s_max_executors,
             aws_region=settings.aws_region,
             extra_conf=settings.spark_conf_pairs(),
+            hash_key_secret=HASH_KEY_ENV if settings.anonymize_ip == "hash" else "",
         )
         return cls(client.CustomObjectsApi(), client.CoreV1Api(), settings.k8s_namespace, settings.k8s_image,
                    settings.k8s_service_account, settings.k8s_executor_instances, settings.k8s_timeout_s,

@@ -7,8 +7,11 @@ start-up is paid once. `kubernetes` submits a SparkApplication (cdnlake/runners/
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from cdnlake.runners.jobs import JOBS, JobFailedError, JobParams, SparkRunner, summarize_spark_error
@@ -17,8 +20,6 @@ from cdnlake.settings import Settings
 __all__ = ["JOBS", "InProcessRunner", "JobFailedError", "SparkRunner", "runner_for", "summarize_spark_error"]
 
 log = logging.getLogger(__name__)
-
-
 def job_module(name: str) -> Any:
     """The registry of job modules by name (imported here: they need PySpark)."""
     from spark_jobs import aggregate, analyze_misses, compact, ingest, reconcile
@@ -29,14 +30,24 @@ def job_module(name: str) -> Any:
     return modules[name]
 
 
+def spark_log_file(log_dir: str) -> str:
+    """A new file for this process's Spark driver log (one session per process)."""
+    folder = Path(log_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / f"spark-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{os.getpid()}.log")
+
+
 class InProcessRunner:
     """Runs jobs in this process with a shared SparkSession (`local[*]` or `spark://host:port`)."""
 
     _lock = threading.Lock()
 
-    def __init__(self, master: str, driver_memory: str = "4g", extra_conf: dict[str, str] | None = None):
+    def __init__(self, master: str, driver_memory: str = "4g", extra_conf: dict[str, str] | None = None,
+                 ip_hash_key: str = "", log_dir: str | None = None) -> None:  # fmt: skip
         self.master = master
         self.conf = {"spark.driver.memory": driver_memory, **(extra_conf or {})}
+        self.ip_hash_key = ip_hash_key  # handed to the ingest job in-process: never on a command line
+        self.log_dir = log_dir
         self._spark: Any = None
 
     def session(self) -> Any:
@@ -44,7 +55,10 @@ class InProcessRunner:
             if self._spark is None:
                 from spark_jobs.session import build_session
 
-                self._spark = build_session(self.master, app_name="cdnlake", extra_conf=self.conf)
+                log_file = spark_log_file(self.log_dir) if self.log_dir else None
+                self._spark = build_session(self.master, app_name="cdnlake", extra_conf=self.conf, log_file=log_file)
+                if log_file:  # once per process: the console shows Spark's errors only
+                    log.info("Spark log: %s", log_file)
             return self._spark
 
     def start_in_background(self) -> threading.Thread:
@@ -70,6 +84,8 @@ class InProcessRunner:
         from py4j.protocol import Py4JJavaError
 
         try:
+            if params.job == "ingest":  # the key goes in-process, never through a command line
+                return job.run(self.session(), params, ip_hash_key=self.ip_hash_key)
             return job.run(self.session(), params)
         except Py4JJavaError as exc:  # Python errors (e.g. a failed reconciliation) pass unchanged
             raise JobFailedError(f"{params.job}: {summarize_spark_error(exc)}") from exc
@@ -95,12 +111,12 @@ def runner_for(settings: Settings) -> SparkRunner:
         raise ValueError(f"CDNLAKE_SPARK_MASTER must be spark://host:port for standalone, got {master!r}")
     key = (settings.spark_runner, master)
     if key not in _RUNNERS:
-        # The hash key travels as Spark conf; Spark redacts "secret" keys in its UI and logs.
-        extra = settings.spark_conf_pairs()
-        if settings.ip_hash_key:
-            extra["spark.cdnlake.ip.hash.secret"] = settings.ip_hash_key
-        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, extra)
-    return _RUNNERS[key]
+        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, settings.spark_conf_pairs(),
+                                        log_dir=settings.log_dir)
+    runner = _RUNNERS[key]
+    if isinstance(runner, InProcessRunner):
+        runner.ip_hash_key = settings.ip_hash_key  # the caller's key (the session is shared, the key is not conf)
+    return runner
 
 
 def start_spark_early(settings: Settings) -> threading.Thread | None:
