@@ -268,23 +268,19 @@ def test_arguments_are_validated() -> None:
 
 
 def test_top_lists_rank_without_unpartitioned_windows(spark: Any) -> None:
-    """One-dimension lists are numbered in one partition (a window keyed by their constant dimension
-    made Spark warn "No Partition Defined"); the viewers' window stays keyed by dimension."""
-    from spark_jobs.aggregate import edge_locations, top_objects, viewers
-
-    rows = [("object", "d1", "/a", 5), ("object", "d1", "/b", 9), ("object", "d2", "/c", 9),
-            ("edge_location", None, "NRT57", 3), ("edge_location", None, "LAX1", 7),
-            ("os", None, "iOS", 4), ("os", None, "Android", 6), ("browser", None, "Safari", 2)]  # fmt: skip
-    from pyspark.sql import functions as F
-
-    counts = spark.createDataFrame(rows, "dimension string, distro string, value string, request_count long")
-    counts = counts.select("*", *[F.lit(0).cast("long").alias(m) for m in aggregate.MEASURES if m != "request_count"])
-    for frame in (top_objects(counts), edge_locations(counts)):
+    """The lists are ranked on the driver: no Spark window in what runs (a window keyed by a constant
+    made Spark warn "No Partition Defined"); ties go by distro, then name."""
+    counts = [("d1", "/b", "LAX1", 9), ("d2", "/c", "NRT57", 9), ("d1", "/a", "NRT57", 5)]
+    rows = [log_row("2024-05-01 10:00:00", distro=d, uri=u, location=loc) for d, u, loc, n in counts for _ in range(n)]
+    day = spark.createDataFrame(rows, CDN_LOGS_SCHEMA).transform(aggregate.with_referrer_domain)
+    level1 = day.transform(aggregate.agg_level1)
+    for frame in (level1, level1.transform(aggregate.agg_small_dimensions)):
         plan = frame._jdf.queryExecution().executedPlan().toString()
         assert "Window" not in plan, plan
-    objects = [(r["rank"], r["distro"], r["uri"]) for r in top_objects(counts).orderBy("rank").collect()]
-    assert objects == [(1, "d1", "/b"), (2, "d2", "/c"), (3, "d1", "/a")]  # ties: distro, then name
-    assert [(r["rank"], r["edge_location"]) for r in edge_locations(counts).orderBy("rank").collect()] == [
-        (1, "LAX1"), (2, "NRT57")]
-    shown = {(r["dimension"], r["rank"], r["value"]) for r in viewers(counts).collect()}
-    assert shown == {("os", 1, "Android"), ("os", 2, "iOS"), ("browser", 1, "Safari")}
+    tables = top_lists.top_list_rows(day)
+    objects = tables["stats_top_objects"]
+    assert list(zip(objects["rank"], objects["distro"], objects["uri"], strict=True)) == [
+        (1, "d1", "/b"), (2, "d2", "/c"), (3, "d1", "/a")]  # fmt: skip
+    edges = tables["stats_edge_locations"]
+    assert list(zip(edges["rank"], edges["edge_location"], edges["requests"], strict=True)) == [
+        (1, "NRT57", 14), (2, "LAX1", 9)]  # fmt: skip
