@@ -268,22 +268,19 @@ def test_arguments_are_validated() -> None:
 
 
 def test_top_lists_rank_without_unpartitioned_windows(spark: Any) -> None:
-    """The top objects are taken in order (no window: a window keyed by a constant made Spark warn
-    "No Partition Defined" and move every row to one partition); the small lists rank on the driver."""
-    import pandas as pd
-    from pyspark.sql import functions as F
-
-    from spark_jobs import top_lists
-
-    rows = [(0, "d1", "/a", 5), (0, "d1", "/b", 9), (0, "d2", "/c", 9), (1, None, None, 23)]
-    level1 = spark.createDataFrame(rows, "combination int, distro string, uri string, request_count long")
-    level1 = level1.select("*", *[F.lit(0).cast("long").alias(m) for m in aggregate.MEASURES if m != "request_count"])
-    objects = level1.where("combination = 0").orderBy(F.col("request_count").desc()).limit(2)
-    assert "Window" not in objects._jdf.queryExecution().executedPlan().toString()
-    top = top_lists.top_objects_rows(level1, limit=3)
-    assert list(zip(top["distro"], top["value"], strict=True)) == [("d1", "/b"), ("d2", "/c"), ("d1", "/a")]
-    small = pd.DataFrame({"value": ["NRT57", "LAX1", None], "request_count": [3, 7, 7]}, dtype=object)
-    ranked = top_lists.ranked(small, limit=2)
-    assert list(ranked["rank"]) == [1, 2] and ranked["value"][0] == "LAX1" and pd.isna(ranked["value"][1])
-
-
+    """The lists are ranked on the driver: no Spark window in what runs (a window keyed by a constant
+    made Spark warn "No Partition Defined"); ties go by distro, then name."""
+    counts = [("d1", "/b", "LAX1", 9), ("d2", "/c", "NRT57", 9), ("d1", "/a", "NRT57", 5)]
+    rows = [log_row("2024-05-01 10:00:00", distro=d, uri=u, location=loc) for d, u, loc, n in counts for _ in range(n)]
+    day = spark.createDataFrame(rows, CDN_LOGS_SCHEMA).transform(aggregate.with_referrer_domain)
+    level1 = day.transform(aggregate.agg_level1)
+    for frame in (level1, level1.transform(aggregate.agg_small_dimensions)):
+        plan = frame._jdf.queryExecution().executedPlan().toString()
+        assert "Window" not in plan, plan
+    tables = top_lists.top_list_rows(day)
+    objects = tables["stats_top_objects"]
+    assert list(zip(objects["rank"], objects["distro"], objects["uri"], strict=True)) == [
+        (1, "d1", "/b"), (2, "d2", "/c"), (3, "d1", "/a")]  # fmt: skip
+    edges = tables["stats_edge_locations"]
+    assert list(zip(edges["rank"], edges["edge_location"], edges["requests"], strict=True)) == [
+        (1, "NRT57", 14), (2, "LAX1", 9)]  # fmt: skip
