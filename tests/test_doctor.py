@@ -151,9 +151,9 @@ def test_local_folders(tmp_path: Path) -> None:
 def test_ses_slack_and_prefect(prefect_api: str) -> None:
     assert doctor.check_ses(True, "not-an-address", ("ops@example.com",), "us-east-1", "o").status == "FAIL"
     assert doctor.check_ses(True, "cdn@example.com", ("ops@example.com",), "ap-northeast-1", "o").status == "ok"
-    secret_path = "T000/B000/XXXXXXXXXXXXXXXX"
-    slack = doctor.check_slack(f"https://hooks.slack.com/services/{secret_path}")
-    assert slack.status == "ok" and secret_path not in doctor.format_check(slack)
+    webhook = "https://hooks.slack.com/services/T0/B0/secretvalue"
+    slack = doctor.check_slack(webhook)
+    assert slack.status == "ok" and "secretvalue" not in doctor.format_check(slack)
     assert doctor.check_slack("https://example.com/hook").status == "warn"
     assert doctor.check_prefect(prefect_api).status == "ok"
     Health.status = 503

@@ -743,7 +743,7 @@ def test_automations_are_applied_on_the_prefect_server_once(prefect_server: None
 
     from cdnlake.automations import apply_automations
 
-    SlackWebhook(url="https://hooks.slack.com/services/T0/B0/not-a-real-token").save("cdnlake-ops", overwrite=True)
+    SlackWebhook(url="https://hooks.slack.com/services/T0/B0/abc").save("cdnlake-ops", overwrite=True)
     settings = load_settings(env={}, automation_block="slack-webhook/cdnlake-ops", completion_deadline="11:00")
     names = apply_automations(settings)
     assert apply_automations(settings) == names  # a second apply replaces, never duplicates

@@ -53,6 +53,7 @@ ALLOWED = dict(
         ("https://hooks.slack.com/services/T0/B0/secretvalue", "fake webhook in tests (workspace T0, channel B0)"),
         ("testing", "moto's fake AWS credentials in tests"),
         ("pw", "a Referer URL with user:pw@ in a parsing test (host cdn.test)"),
+        ("cdnlake-secrets", "the name of the Kubernetes Secret the settings come from (k8s/), not a value"),
     ]
 )
 
