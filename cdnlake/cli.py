@@ -134,23 +134,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from cdnlake import pipeline
     from cdnlake.locks import date_locks
+    from cdnlake.services import build_services
 
     settings = _settings(args)
     date = args.date or default_date(settings.report_tz)
     with date_locks(settings, [date]):  # not while a run of the same date is writing it
-        result = pipeline.ingest_date(settings, date, list(settings.distributions) or None)
+        # No listing handed over: the job lists the date's files itself, once.
+        result = pipeline.ingest_date(build_services(settings), date, list(settings.distributions) or None)
     print(pipeline.format_ingest(result))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cdnlake.run_settings import use_settings
     from cdnlake.runners.local import start_spark_early
+    from cdnlake.services import build_services, use_services
     from flows.daily import cdn_daily, local_prefect
 
-    settings = _settings(args)
-    start_spark_early(settings)  # the JVM starts while Prefect does
-    with local_prefect(args.verbose), use_settings(settings):  # the flow's settings: never a parameter
+    services = build_services(_settings(args))
+    settings = services.settings
+    start_spark_early(services.runner)  # the JVM starts while Prefect does
+    with local_prefect(args.verbose), use_services(services):  # the flow's settings: never a parameter
         summary = cdn_daily(
             date=args.date, distributions=list(settings.distributions) or None, resend_email=args.resend_email,
         )  # fmt: skip
@@ -162,16 +165,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from cdnlake.run_settings import use_settings
+    from cdnlake.runners.local import start_spark_early
+    from cdnlake.services import build_services, use_services
     from flows.daily import cdn_backfill, local_prefect
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
-    from cdnlake.runners.local import start_spark_early
-
-    settings = _settings(args)
-    start_spark_early(settings)
-    with local_prefect(args.verbose), use_settings(settings):
+    services = build_services(_settings(args))
+    settings = services.settings
+    start_spark_early(services.runner)
+    with local_prefect(args.verbose), use_services(services):
         _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
                             resend_email=args.resend_email, concurrency=args.concurrency))  # fmt: skip
     return 0
@@ -180,11 +183,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from cdnlake import pipeline
     from cdnlake.locks import date_locks
+    from cdnlake.services import build_services
 
-    settings = _settings(args)
+    services = build_services(_settings(args))
+    settings = services.settings
     date = args.date or default_date(settings.report_tz)
     with date_locks(settings, [date]):  # the e-mail ledger is checked and written under the date's lock
-        result = pipeline.report_and_email(settings, date, list(settings.distributions) or None, args.resend_email)
+        result = pipeline.report_and_email(services, date, list(settings.distributions) or None, args.resend_email)
     _print(result)
     return 0
 
@@ -198,8 +203,10 @@ def cmd_analyze_misses(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and not 0 < value <= 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1], got {value}")
+    from cdnlake.services import build_services
+
     settings = _settings(args)
-    _print(analyze_misses(settings, args.start, args.end, list(settings.distributions) or None,
+    _print(analyze_misses(build_services(settings), args.start, args.end, list(settings.distributions) or None,
                           args.sample_fraction, args.min_support, args.min_confidence))  # fmt: skip
     return 0
 
@@ -256,14 +263,14 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from cdnlake import pipeline
+    from cdnlake.crosscheck import cloudwatch_crosscheck, crosscheck_data
 
     # Asking for it on the command line is consent enough, even if the daily run does not do it.
     settings = dataclasses.replace(_settings(args), cloudwatch_enabled=True)
     date = args.date or default_date(settings.report_tz)
-    result = pipeline.cloudwatch_crosscheck(settings, date, list(settings.distributions) or None)
+    result = cloudwatch_crosscheck(settings, date, list(settings.distributions) or None)
     assert result is not None
-    check = pipeline.crosscheck_data(result)
+    check = crosscheck_data(result)
     print(check.table.to_string(index=False) if not check.table.empty else "(no traffic and no CloudWatch data)")
     print("\n".join([result["summary"], *result["alerts"]]))
     return 0

@@ -52,9 +52,12 @@ def local_hourly(warehouse: Any, day: dt.date, tz: str, distributions: list[str]
 
 
 def build_operations(settings: Settings, day: dt.date, distributions: list[str] | None, peak: dict[str, Any],
-                     late: dict[str, Any] | None) -> Operations:  # fmt: skip
-    """Alerts and month usage of day D from the statistics; `late` is late_files_summary()'s dict."""
-    hourly = local_hourly(aws.warehouse(settings), day, settings.report_tz, distributions)
+                     late: dict[str, Any] | None, warehouse: Any = None) -> Operations:  # fmt: skip
+    """Alerts and month usage of day D from the statistics; `late` is late_files_summary()'s dict.
+
+    `warehouse`: the run's warehouse reader (cdnlake.services), else one built from the settings."""
+    where = warehouse if warehouse is not None else aws.warehouse(settings)
+    hourly = local_hourly(where, day, settings.report_tz, distributions)
     alerts = traffic_alerts(hourly, day, peak, thresholds(settings))
     daily = hourly.groupby("date")["bytes_requested"].sum() if not hourly.empty else pd.Series(dtype="int64")
     usage = month_usage(day, {str(d): int(b) for d, b in daily.items()})
@@ -110,13 +113,13 @@ def complete_note(figures: dict[str, Any]) -> str:
 
 
 def with_operations(settings: Settings, data: Any, distributions: list[str] | None,
-                    late: dict[str, Any] | None) -> Any:  # fmt: skip
+                    late: dict[str, Any] | None, warehouse: Any = None) -> Any:  # fmt: skip
     """`data` (a ReportData) with its ops: alerts, month usage and the run's late files."""
     import dataclasses
 
     from reporting.units import find_peak
 
-    ops = build_operations(settings, data.date, distributions, find_peak(data.minute), late)
+    ops = build_operations(settings, data.date, distributions, find_peak(data.minute), late, warehouse)
     return dataclasses.replace(data, ops=ops)
 
 

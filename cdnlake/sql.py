@@ -179,9 +179,9 @@ def session_for(settings: Any) -> Any:
     With the Kubernetes runner the jobs run in the cluster, but an interactive query is small
     and reads S3 directly from here.
     """
-    from cdnlake.runners.local import InProcessRunner, runner_for
+    from cdnlake.runners.local import InProcessRunner, build_runner
 
-    runner = runner_for(settings) if settings.spark_runner != "kubernetes" else None
+    runner = build_runner(settings) if settings.spark_runner != "kubernetes" else None
     if not isinstance(runner, InProcessRunner):
         runner = InProcessRunner("local[*]", settings.spark_driver_memory, log_dir=settings.log_dir)
     return runner.session()

@@ -36,8 +36,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from cdnlake import locks, operations, pipeline
-from cdnlake.notify import StageProgress, notifier_from_settings
-from cdnlake.run_settings import current_settings
+from cdnlake.notify import StageProgress
+from cdnlake.services import Services, current_services, use_services
 from cdnlake.settings import Settings
 from flows.artifacts import day_totals, flow_run_id, ingest_totals, publish_artifacts, run_url
 from spark_jobs.contract import default_date
@@ -64,12 +64,18 @@ class BackfillError(RuntimeError):
 
 
 # ---------------------------------------------------------------- tasks (one per stage)
-# The stages are plain functions of cdnlake.pipeline; these wrap them one-to-one.
+# The stages are plain functions of cdnlake.pipeline; these wrap them one-to-one. Each takes the
+# run's services (built once per flow run, cdnlake/services.py) as its first argument. Task results
+# stay in memory within the flow run (NO_CACHE: nothing is persisted), so the listing and the
+# report data are handed from one task to the next, not rebuilt.
+list_raw_files_task = task(name="list-raw-files", **_IO)(pipeline.list_raw_files)
 check_raw_files_task = task(name="check-raw-files", **_IO)(pipeline.check_raw_files)
 dates_to_ingest_task = task(name="dates-to-ingest", **_IO)(pipeline.dates_to_ingest)
 ingest_task = task(name="ingest", task_run_name="ingest-{date}", **_SPARK)(pipeline.ingest_date)
 compact_task = task(name="compact", task_run_name="compact-{date}", **_SPARK)(pipeline.compact)
 aggregate_task = task(name="aggregate", **_SPARK)(pipeline.aggregate)
+report_data_task = task(name="report-data", task_run_name="report-data-{date}", retries=1, retry_delay_seconds=10,
+                        cache_policy=NO_CACHE)(pipeline.report_data_for)  # fmt: skip
 build_report_task = task(name="build-report", retries=1, retry_delay_seconds=10,
                          cache_policy=NO_CACHE)(pipeline.build_report)  # fmt: skip
 
@@ -136,12 +142,14 @@ def _handle_anomalies(run: StageProgress, settings: Settings, check: pipeline.Ra
 
 
 # ---------------------------------------------------------------- the flows
-def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distributions: list[str] | None,
+def _run_stages(run: StageProgress, services: Services, date: dt.date, distributions: list[str] | None,
                 resend_email: bool) -> dict[str, Any]:  # fmt: skip
+    settings = services.settings
     with run.stage("check"):
-        check = check_raw_files_task(settings, date, distributions)
+        listing = list_raw_files_task(services, date, distributions)  # the run's only listing of the source
+        check = check_raw_files_task(services, date, distributions, listing)
         _handle_anomalies(run, settings, check)
-        plan = dates_to_ingest_task(settings, date, distributions)
+        plan = dates_to_ingest_task(services, date, distributions, listing)
         dates = plan.dates
     with ExitStack() as date_locks, ExitStack() as writes:
         with run.stage("ingest"):  # waiting for (or failing on) another run's date lock shows here
@@ -151,28 +159,29 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
             ingested = {}
             for d in dates:
                 held.check()  # a run that lost a date's lock stops before its next write or e-mail
-                ingested[d.isoformat()] = ingest_task(settings, d, distributions)
+                ingested[d.isoformat()] = ingest_task(services, d, distributions, listing)
             late = operations.late_files_summary(plan, ingested)
             for line in late["lines"]:
                 run.event("warning", detail=line)
         with run.stage("compact"):
             for d in dates:
                 held.check()
-                compact_task(settings, d, distributions)
+                compact_task(services, d, distributions)
         with run.stage("aggregate"):
             held.check()
-            aggregate_task(settings, date, distributions, dates)
+            aggregate_task(services, date, distributions, dates)
             catalog = catalog_task(settings)
         writes.close()  # the date locks stay: reconcile checks what this run wrote, the e-mail is once per date
         with run.stage("reconcile"):  # every date whose rows changed; a mismatch stops the run here
-            reconciled = {d.isoformat(): reconcile_task(settings, d, distributions) for d in dates}
+            reconciled = {d.isoformat(): reconcile_task(services, d, distributions) for d in dates}
         with run.stage("report"):
-            crosscheck = crosscheck_task(settings, date, distributions)
+            crosscheck = crosscheck_task(services, date, distributions)
+            data = report_data_task(services, date, distributions, crosscheck, late)  # once: report and e-mail
             held.check()
-            report = build_report_task(settings, date, distributions, crosscheck, late=late)
+            report = build_report_task(services, data)
         with run.stage("email"):
             held.check()
-            email = send_email_task(settings, date, distributions, resend_email, crosscheck, late=late)
+            email = send_email_task(services, data, resend_email, report["attachments"], distributions)
     figures = report["summary"]
     operations.announce(run, figures.get("alerts") or [], settings, date)
     return {
@@ -199,12 +208,13 @@ def _run_stages(run: StageProgress, settings: Settings, date: dt.date, distribut
 
 
 def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: bool) -> dict[str, Any]:
-    settings = current_settings()
-    day = date or default_date(settings.report_tz)
+    services = current_services()  # once per run: the caller's (use_services), else built from the settings
+    settings = services.settings
+    day = date or default_date(settings.report_tz, services.clock())
     wanted = [d.lower() for d in distributions] if distributions else list(settings.distributions) or None
-    run = StageProgress(notifier_from_settings(settings), DAILY_FLOW, day, STAGES, wanted, run_url)
+    run = StageProgress(services.notifier, DAILY_FLOW, day, STAGES, wanted, run_url)
     run.event("begin")
-    summary = _run_stages(run, settings, day, wanted, resend_email)
+    summary = _run_stages(run, services, day, wanted, resend_email)
     summary |= {"durations": run.durations, "duration_s": run.elapsed, "run_url": run_url(),
                 "flow_run_id": flow_run_id()}  # fmt: skip
     run.event("complete", duration_s=run.elapsed, totals=summary["totals"], detail=operations.complete_note(summary))
@@ -213,7 +223,8 @@ def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: 
 
 
 # Parameters are what an operator chooses, nothing else: the settings (locations, recipients, Spark,
-# secrets) come from the run's environment through cdnlake/run_settings.py, validated there.
+# secrets) come from the run's environment through cdnlake/run_settings.py, validated there, and
+# the services built from them from cdnlake/services.py (tests install fakes there).
 @flow(name=DAILY_FLOW, description="CloudFront logs of one UTC date -> Delta Lake -> statistics -> report -> e-mail")
 def cdn_daily(
     date: dt.date | None = None, distributions: list[str] | None = None, resend_email: bool = False
@@ -244,6 +255,22 @@ def _outcome(state: Any) -> dict[str, Any]:
     return {"status": "failed", "error": text[:500]}
 
 
+def _backfill_dates(dates: list[dt.date], distributions: list[str] | None, resend_email: bool,
+                    concurrency: int) -> dict[dt.date, Any]:  # fmt: skip
+    """The final state of cdn-daily for each date, run one after the other or `concurrency` at a time."""
+    if concurrency <= 1:
+        return {d: cdn_daily(date=d, distributions=distributions, resend_email=resend_email, return_state=True)
+                for d in dates}  # fmt: skip
+    runner: Any  # the submit() overloads of Prefect confuse mypy for a sync task
+    with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
+        futures = {d: runner.submit(backfill_date_task, {"date": d, "distributions": distributions,
+                                                         "resend_email": resend_email})
+                   for d in dates}  # fmt: skip
+        for future in futures.values():
+            future.wait()
+        return {d: f.state for d, f in futures.items()}
+
+
 @flow(name="cdn-backfill", description="cdn-daily for every date from start to end (inclusive)")
 def cdn_backfill(
     start: dt.date,
@@ -260,18 +287,8 @@ def cdn_backfill(
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     dates = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    if concurrency <= 1:
-        states = {d: cdn_daily(date=d, distributions=distributions, resend_email=resend_email,
-                               return_state=True) for d in dates}  # fmt: skip
-    else:
-        runner: Any  # the submit() overloads of Prefect confuse mypy for a sync task
-        with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
-            futures = {d: runner.submit(backfill_date_task, {"date": d, "distributions": distributions,
-                                                             "resend_email": resend_email})
-                       for d in dates}  # fmt: skip
-            for future in futures.values():
-                future.wait()
-            states = {d: f.state for d, f in futures.items()}
+    with use_services(current_services()):  # one runner (one SparkSession), notifier, ... for every date
+        states = _backfill_dates(dates, distributions, resend_email, concurrency)
     results = {d.isoformat(): _outcome(s) for d, s in states.items()}
     failed = [d for d, r in results.items() if r["status"] == "failed"]
     summary = {"start": start.isoformat(), "end": end.isoformat(), "dates": results, "failed": failed}

@@ -6,31 +6,31 @@ import datetime as dt
 from typing import Any
 
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
-from cdnlake.run_settings import current_settings
-from cdnlake.settings import Settings
+from cdnlake.services import Services, current_services
 from spark_jobs.contract import default_date
 
 WEEK = 7
 
 
-@task(retries=2, retry_delay_seconds=30)
-def analyze_week(settings: Settings, start: dt.date, end: dt.date) -> dict[str, Any]:
+@task(retries=2, retry_delay_seconds=30, cache_policy=NO_CACHE)  # services are not hashable inputs
+def analyze_week(services: Services, start: dt.date, end: dt.date) -> dict[str, Any]:
     from cdnlake.misses import analyze_misses
 
-    return analyze_misses(settings, start, end, list(settings.distributions) or None)
+    return analyze_misses(services, start, end, list(services.settings.distributions) or None)
 
 
 @flow(name="cdn-weekly-misses", log_prints=True)
 def cdn_weekly_misses(end: dt.date | None = None) -> dict[str, Any]:
     """Rules for the 7 days ending with `end` (default: yesterday); writes the miss page and CSVs.
 
-    Settings come from the run's environment (cdnlake/run_settings.py), never from a parameter.
+    Settings and services come from the run's environment (cdnlake/services.py), never from a parameter.
     """
-    settings = current_settings()
-    end = end or default_date(settings.report_tz)
+    services = current_services()  # built once for the run; tests install fakes (use_services)
+    end = end or default_date(services.settings.report_tz, services.clock())
     start = end - dt.timedelta(days=WEEK - 1)
-    result = analyze_week(settings, start, end)
+    result = analyze_week(services, start, end)
     try:
         from prefect.artifacts import create_markdown_artifact
 

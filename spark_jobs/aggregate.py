@@ -142,14 +142,14 @@ def write_tables(spark: SparkSession, warehouse: str, writes: Sequence[TableWrit
             future.result()
 
 
-def time_series_writes(logs: DataFrame, args: AggregateParams) -> tuple[list[dt.date], list[TableWrite]]:
+def time_series_writes(logs: DataFrame, params: AggregateParams) -> tuple[list[dt.date], list[TableWrite]]:
     """stats_minute and stats_hourly rows for the wanted dates that cdn_logs has (none: no writes)."""
-    wanted = [args.date - dt.timedelta(days=n) for n in (2, 1, 0)] + list(args.dates or ())
-    minutes = minute_rows(logs, wanted, args.distributions)
+    wanted = [params.date - dt.timedelta(days=n) for n in (2, 1, 0)] + list(params.dates or ())
+    minutes = minute_rows(logs, wanted, params.distributions)
     present = sorted(dt.date.fromisoformat(d) for d in set(minutes["dt"]))
     if not present:
         return [], []
-    predicate = dates_predicate(present, args.distributions)
+    predicate = dates_predicate(present, params.distributions)
     bandwidth = minutes[["distro", "dt", "minute", "request_count", "bytes_requested"]]
     return present, [
         TableWrite("stats_minute", bandwidth.rename(columns={"bytes_requested": "bytes"}), MINUTE_SCHEMA,
@@ -163,34 +163,34 @@ def _summary(present: Sequence[dt.date], writes: Sequence[TableWrite]) -> dict[s
     return {"dates": [d.isoformat() for d in present], "rows": rows}
 
 
-def write_time_series(logs: DataFrame, args: AggregateParams) -> dict[str, Any]:
+def write_time_series(logs: DataFrame, params: AggregateParams) -> dict[str, Any]:
     """stats_minute and stats_hourly for the wanted dates that cdn_logs has."""
-    present, writes = time_series_writes(logs, args)
-    write_tables(logs.sparkSession, args.warehouse, writes)
+    present, writes = time_series_writes(logs, params)
+    write_tables(logs.sparkSession, params.warehouse, writes)
     return _summary(present, writes)
 
 
-def top_list_writes(logs: DataFrame, args: AggregateParams) -> list[TableWrite]:
-    """The four top-list tables' rows of report day D in args.report_tz (written even when empty)."""
-    day = logs.transform(filter_report_day, args.date, args.report_tz, args.distributions)
-    predicate = f"report_date = '{args.date.isoformat()}' AND report_tz = '{args.report_tz}'"
-    keys = {"report_date": args.date.isoformat(), "report_tz": args.report_tz}
+def top_list_writes(logs: DataFrame, params: AggregateParams) -> list[TableWrite]:
+    """The four top-list tables' rows of report day D in params.report_tz (written even when empty)."""
+    day = logs.transform(filter_report_day, params.date, params.report_tz, params.distributions)
+    predicate = f"report_date = '{params.date.isoformat()}' AND report_tz = '{params.report_tz}'"
+    keys = {"report_date": params.date.isoformat(), "report_tz": params.report_tz}
     return [TableWrite(table, rows.assign(**keys), top_lists.schema_of(table), predicate, "report_date")
             for table, rows in top_lists.top_list_rows(day).items()]  # fmt: skip
 
 
-def run(spark: SparkSession, args: AggregateParams) -> dict[str, Any]:
-    """Rebuild the statistics of args.date (see module docstring); returns dates, rows, seconds."""
+def run(spark: SparkSession, params: AggregateParams) -> dict[str, Any]:
+    """Rebuild the statistics of params.date (see module docstring); returns dates, rows, seconds."""
     started = time.monotonic()
-    if not table_exists(spark, args.warehouse, "cdn_logs"):
-        raise RuntimeError(f"cdn_logs does not exist under {args.warehouse}: run ingest first")
-    logs = spark.read.format("delta").load(table_path(args.warehouse, "cdn_logs"))
-    present, writes = time_series_writes(logs, args)
-    writes += top_list_writes(logs, args)
-    write_tables(spark, args.warehouse, writes)
+    if not table_exists(spark, params.warehouse, "cdn_logs"):
+        raise RuntimeError(f"cdn_logs does not exist under {params.warehouse}: run ingest first")
+    logs = spark.read.format("delta").load(table_path(params.warehouse, "cdn_logs"))
+    present, writes = time_series_writes(logs, params)
+    writes += top_list_writes(logs, params)
+    write_tables(spark, params.warehouse, writes)
     return {
-        "date": args.date.isoformat(),
-        "report_tz": args.report_tz,
+        "date": params.date.isoformat(),
+        "report_tz": params.report_tz,
         **_summary(present, writes),
         "seconds": round(time.monotonic() - started, 2),
     }

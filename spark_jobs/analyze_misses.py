@@ -116,25 +116,25 @@ def _write(df: DataFrame, warehouse: str, table: str, start: dt.date, end: dt.da
      .partitionBy("range_start").save(table_path(warehouse, table)))  # fmt: skip
 
 
-def run(spark: SparkSession, args: MissesParams) -> dict[str, Any]:
+def run(spark: SparkSession, params: MissesParams) -> dict[str, Any]:
     started = time.monotonic()
-    if args.end < args.start:
-        raise ValueError(f"--end {args.end} is before --start {args.start}")
-    logs = spark.read.format("delta").load(table_path(args.warehouse, "cdn_logs"))
-    logs = logs.where(date_range_predicate(args.start, args.end))
-    if args.distributions:
-        logs = logs.where(F.col("distro").isin(args.distributions))
-    sample = logs if args.sample_fraction >= 1.0 else logs.sample(fraction=args.sample_fraction, seed=args.seed)
+    if params.end < params.start:
+        raise ValueError(f"--end {params.end} is before --start {params.start}")
+    logs = spark.read.format("delta").load(table_path(params.warehouse, "cdn_logs"))
+    logs = logs.where(date_range_predicate(params.start, params.end))
+    if params.distributions:
+        logs = logs.where(F.col("distro").isin(params.distributions))
+    sample = logs if params.sample_fraction >= 1.0 else logs.sample(fraction=params.sample_fraction, seed=params.seed)
     baskets = sample.transform(with_items).cache()
-    results = ["Miss", "Error"] if args.include_error else ["Miss"]
-    rules = agg_rules(baskets, args.min_support, args.min_confidence, results)
-    _write(rules, args.warehouse, "miss_rules", args.start, args.end)
-    _write(agg_top_missed(logs), args.warehouse, "miss_top_objects", args.start, args.end)
-    _write(agg_edge_miss_ratio(logs), args.warehouse, "miss_edge_ratio", args.start, args.end)
+    results = ["Miss", "Error"] if params.include_error else ["Miss"]
+    rules = agg_rules(baskets, params.min_support, params.min_confidence, results)
+    _write(rules, params.warehouse, "miss_rules", params.start, params.end)
+    _write(agg_top_missed(logs), params.warehouse, "miss_top_objects", params.start, params.end)
+    _write(agg_edge_miss_ratio(logs), params.warehouse, "miss_edge_ratio", params.start, params.end)
     sampled = baskets.count()
     baskets.unpersist()
     top = [r.asDict() for r in rules.limit(5).collect()]
-    return {"start": args.start.isoformat(), "end": args.end.isoformat(), "sampled_requests": sampled,
+    return {"start": params.start.isoformat(), "end": params.end.isoformat(), "sampled_requests": sampled,
             "top_rules": top, "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
 
 

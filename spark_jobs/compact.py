@@ -41,17 +41,17 @@ def crowded_predicate(counts: dict[str, int], predicate: str, max_files: int) ->
     return f"({predicate}) AND distro IN (" + ", ".join(f"'{d}'" for d in crowded) + ")"
 
 
-def run(spark: SparkSession, args: CompactParams) -> dict[str, Any]:
+def run(spark: SparkSession, params: CompactParams) -> dict[str, Any]:
     started = time.monotonic()
-    predicate = job_args.partition_predicate(args.date, args.distributions)
-    result: dict[str, Any] = {"date": args.date.isoformat(), "tables": {}}
+    predicate = job_args.partition_predicate(params.date, params.distributions)
+    result: dict[str, Any] = {"date": params.date.isoformat(), "tables": {}}
     spark.conf.set("spark.databricks.delta.optimize.minFileSize", MIN_FILE_SIZE)
     for table in COMPACTED_TABLES:
-        if not table_exists(spark, args.warehouse, table):
+        if not table_exists(spark, params.warehouse, table):
             continue
-        path = table_path(args.warehouse, table)
+        path = table_path(params.warehouse, table)
         counts = files_per_partition(spark, path, predicate)
-        crowded = crowded_predicate(counts, predicate, args.max_files)
+        crowded = crowded_predicate(counts, predicate, params.max_files)
         added = removed = 0
         if crowded:
             metrics = DeltaTable.forPath(spark, path).optimize().where(crowded).executeCompaction()
@@ -62,11 +62,11 @@ def run(spark: SparkSession, args: CompactParams) -> dict[str, Any]:
         result["tables"][table] = {"files_added": added, "files_removed": removed}
         if table == "cdn_logs":
             result["files_per_partition"] = counts
-    if args.vacuum:
+    if params.vacuum:
         for table in COMPACTED_TABLES:
-            if table_exists(spark, args.warehouse, table):
+            if table_exists(spark, params.warehouse, table):
                 # Default retention (7 days) keeps time travel and concurrent readers safe.
-                DeltaTable.forPath(spark, table_path(args.warehouse, table)).vacuum()
+                DeltaTable.forPath(spark, table_path(params.warehouse, table)).vacuum()
     result["seconds"] = round(time.monotonic() - started, 2)
     return result
 

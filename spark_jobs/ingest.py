@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs import storage
 from spark_jobs.log_fields import field_delimiter
 from spark_jobs.log_keys import escape_glob
 from spark_jobs.params import IngestParams
@@ -28,7 +29,7 @@ from spark_jobs.schema import (
     PARSED_SCHEMA,
     REJECTS_SCHEMA,
 )
-from spark_jobs.storage import RawFile, list_raw_files, table_path
+from spark_jobs.storage import RawFile, listed_raw_files, read_file_list, table_path
 from spark_jobs.useragent import agent_table, with_user_agent_details
 
 # Files are read whole by Python workers: a few per Arrow batch keeps worker memory bounded.
@@ -49,13 +50,14 @@ CDN_LOGS_PROPERTIES = {
 HASH_KEY_ENV = "CDNLAKE_IP_HASH_KEY"
 
 
-def privacy_options(args: IngestParams, ip_hash_key: str = "") -> PrivacyOptions:
+def privacy_options(params: IngestParams, ip_hash_key: str = "") -> PrivacyOptions:
     key = ip_hash_key or os.environ.get(HASH_KEY_ENV, "")
-    return PrivacyOptions(ip_mode=args.anonymize_ip, hash_key=key.encode(), keep_cookies=args.keep_cookies)
+    return PrivacyOptions(ip_mode=params.anonymize_ip, hash_key=key.encode(), keep_cookies=params.keep_cookies)
 
 
-def reader_options(args: IngestParams, ip_hash_key: str = "") -> ReaderOptions:
-    return ReaderOptions(privacy_options(args, ip_hash_key), field_delimiter(args.v2_delimiter), args.date.isoformat())
+def reader_options(params: IngestParams, ip_hash_key: str = "") -> ReaderOptions:
+    privacy = privacy_options(params, ip_hash_key)
+    return ReaderOptions(privacy, field_delimiter(params.v2_delimiter), params.date.isoformat())
 
 
 def read_raw_lines(spark: SparkSession, files: list[RawFile], options: ReaderOptions) -> DataFrame:
@@ -249,16 +251,25 @@ def write_cdn_logs(spark: SparkSession, staged_lines: DataFrame, warehouse: str,
     write_partitions(logs, table_path(warehouse, "cdn_logs"), predicate)
 
 
-def run(spark: SparkSession, args: IngestParams, ip_hash_key: str = "") -> dict[str, Any]:
-    """Ingest args.date; returns per-distribution accounting (lines read = loaded + rejected).
+def raw_files(spark: SparkSession, params: IngestParams, wanted: set[str] | None) -> list[RawFile]:
+    """The date's raw files: those the run listed (`files`, or the `--files-from` document), else one
+    listing of the source here (a job run alone)."""
+    listed = read_file_list(spark, params.files_from) if params.files_from else params.files
+    if listed is None:
+        return storage.list_raw_files(spark, params.source, {params.date}, wanted)
+    return listed_raw_files(spark, listed, {params.date}, wanted)
+
+
+def run(spark: SparkSession, params: IngestParams, ip_hash_key: str = "") -> dict[str, Any]:
+    """Ingest params.date; returns per-distribution accounting (lines read = loaded + rejected).
 
     `ip_hash_key`: the key for CDNLAKE_ANONYMIZE_IP=hash (else the CDNLAKE_IP_HASH_KEY variable).
     """
     started = time.monotonic()
-    date: dt.date = args.date
-    run_id = args.run_id or uuid.uuid4().hex[:12]
-    wanted = set(args.distributions) if args.distributions else None
-    files = list_raw_files(spark, args.source, {date}, wanted)
+    date: dt.date = params.date
+    run_id = params.run_id or uuid.uuid4().hex[:12]
+    wanted = set(params.distributions) if params.distributions else None
+    files = raw_files(spark, params, wanted)
     result: dict[str, Any] = {"date": date.isoformat(), "run_id": run_id, "files": len(files)}
     if not files:
         # Nothing to load: leave the tables as they are rather than wiping the date.
@@ -274,7 +285,7 @@ def run(spark: SparkSession, args: IngestParams, ip_hash_key: str = "") -> dict[
     # The parsed day is read five times. On local disk, not in the heap: kept in memory it ran the
     # JVM out of a 3 GiB heap at 8M lines (the day grows, the executors do not); on disk the
     # 2M-line ingest took 8% longer and its peak memory fell from 4.4 to 2.9 GiB (bench/RESULTS.md).
-    staged = read_raw_lines(spark, files, reader_options(args, ip_hash_key)).persist(StorageLevel.DISK_ONLY)
+    staged = read_raw_lines(spark, files, reader_options(params, ip_hash_key)).persist(StorageLevel.DISK_ONLY)
     repeated: DataFrame | None = None
     try:
         # The first action parses every file into the cache and yields each file's accounting.
@@ -291,18 +302,18 @@ def run(spark: SparkSession, args: IngestParams, ip_hash_key: str = "") -> dict[
             staged_lines = with_duplicate_requests(staged_lines, repeated)
         for path, a in accounting.items():
             a["rejected"] = a["lines_read"] if path in duplicates else a["rejected"] + repeats.get(path, 0)
-        write_cdn_logs(spark, staged_lines, args.warehouse, predicate)
+        write_cdn_logs(spark, staged_lines, params.warehouse, predicate)
         rejects = rejects_frame(staged_lines, run_id).unionByName(
             unread_files_frame(spark, files, set(accounting), run_id)
         )
-        write_partitions(rejects, table_path(args.warehouse, "cdn_logs_rejects"), predicate)
+        write_partitions(rejects, table_path(params.warehouse, "cdn_logs_rejects"), predicate)
     finally:
         staged.unpersist()
         if repeated is not None:
             repeated.unpersist()
     rows = ingest_files_rows(files, accounting, duplicates, run_id)
     files_df = spark.createDataFrame(rows, INGEST_FILES_SCHEMA)
-    write_partitions(files_df, table_path(args.warehouse, "ingest_files"), predicate)
+    write_partitions(files_df, table_path(params.warehouse, "ingest_files"), predicate)
     return result | summarise(rows) | {"seconds": round(time.monotonic() - started, 2)}
 
 
@@ -340,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-cookies", action="store_true", help="store cs(Cookie) (dropped by default)")
     parser.add_argument("--v2-delimiter", type=v2_delimiter, default="tab",
                         help="field delimiter of standard logging v2 text deliveries (default: tab)")
+    parser.add_argument("--files-from", type=job_args.location, default=None,
+                        help="JSON list of the raw files to read ({uri, size, modified_ms}); else the source is listed")
     return parser
 
 

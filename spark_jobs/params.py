@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -90,7 +91,38 @@ class JobParams:
 
 
 @dataclass(frozen=True)
+class ListedFile:
+    """A raw file as the orchestrator listed it (cdnlake.sources): the ingest job reads these
+    instead of listing the source again. `modified_ms`: S3 LastModified or the local mtime."""
+
+    uri: str
+    size: int
+    modified_ms: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"uri": self.uri, "size": self.size, "modified_ms": self.modified_ms}
+
+
+def files_to_json(files: tuple[ListedFile, ...]) -> bytes:
+    """The `--files-from` document: a JSON list of {uri, size, modified_ms}."""
+    return json.dumps([f.as_json() for f in files]).encode("utf-8")
+
+
+def files_from_json(data: bytes | str) -> tuple[ListedFile, ...]:
+    """The files of a `--files-from` document; ValueError naming the problem when it is not one."""
+    try:
+        items = json.loads(data)
+        return tuple(ListedFile(str(i["uri"]), int(i["size"]), int(i["modified_ms"])) for i in items)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"not a file list ([{{uri, size, modified_ms}}, ...]): {exc}") from None
+
+
+@dataclass(frozen=True)
 class IngestParams(JobParams):
+    """`files`: the date's raw files as the run listed them (the job then lists nothing); None: the
+    job lists `source` itself (`cdnlake ingest`). `files_from`: where a submitted job reads that list
+    (a JSON file written next to the warehouse, cdnlake/runners/kubernetes.py): the argv stays small."""
+
     job: ClassVar[str] = "ingest"
     date: dt.date
     source: str
@@ -100,12 +132,28 @@ class IngestParams(JobParams):
     anonymize_ip: str = "truncate"
     keep_cookies: bool = False
     v2_delimiter: str = "tab"  # of standard logging v2 text deliveries; `tab` or one character
+    files: tuple[ListedFile, ...] | None = None
+    files_from: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.anonymize_ip not in ("none", "truncate", "hash"):
             raise ValueError(f"anonymize_ip: none, truncate or hash (got {self.anonymize_ip!r})")
         field_delimiter(self.v2_delimiter)  # raises ValueError naming what is allowed
+        if self.files is not None and not isinstance(self.files, tuple):
+            object.__setattr__(self, "files", tuple(self.files))
+        if self.files is not None and self.files_from is not None:
+            raise ValueError("files and files_from: give the list one way")
+        if self.files_from is not None:
+            try:
+                location(self.files_from)
+            except argparse.ArgumentTypeError as exc:
+                raise ValueError(f"files_from: {exc}") from None
+
+    def to_argv(self) -> list[str]:
+        if self.files is not None:  # a list of thousands of files has no place on a command line
+            raise ValueError("an ingest with a file list goes through --files-from (write the list first)")
+        return super().to_argv()
 
 
 @dataclass(frozen=True)

@@ -139,9 +139,9 @@ def reconcile(
     }
 
 
-def run(spark: SparkSession, args: ReconcileParams) -> dict[str, Any]:
+def run(spark: SparkSession, params: ReconcileParams) -> dict[str, Any]:
     started = time.monotonic()
-    result = reconcile(spark, args.warehouse, args.date, args.distributions)
+    result = reconcile(spark, params.warehouse, params.date, params.distributions)
     return result | {"seconds": round(time.monotonic() - started, 2)}
 
 

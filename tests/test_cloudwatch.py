@@ -16,7 +16,7 @@ import pytest
 from deltalake import write_deltalake
 from moto import mock_aws
 
-from cdnlake import cli, pipeline
+from cdnlake import cli, crosscheck
 from cdnlake.integrations import cloudwatch
 from cdnlake.settings import ConfigError, Settings, load_settings
 from reporting.email import EmailConfig, build_message
@@ -114,16 +114,16 @@ def write_stats_hourly(warehouse: Path) -> None:
 def test_pipeline_crosscheck(cw: Any, tmp_path: Path) -> None:
     put_day(cw)
     write_stats_hourly(tmp_path)
-    assert pipeline.cloudwatch_crosscheck(Settings(warehouse=str(tmp_path)), D, None) is None  # not configured
+    assert crosscheck.cloudwatch_crosscheck(Settings(warehouse=str(tmp_path)), D, None) is None  # not configured
     settings = Settings(warehouse=str(tmp_path), cloudwatch_enabled=True, cloudwatch_threshold_pct=5)
-    result = pipeline.cloudwatch_crosscheck(settings, D, None)  # distributions found in stats_hourly
+    result = crosscheck.cloudwatch_crosscheck(settings, D, None)  # distributions found in stats_hourly
     assert result is not None
     json.dumps(result)  # a task result and summary.json material: plain JSON
     assert [r["distro"] for r in result["table"]] == ["e1abc", "e2xyz", "total"]
     assert result["summary"].startswith("CloudWatch cross-check ") and "requests -27.68%" in result["summary"]
     assert result["alerts"] and result["window_utc"][0] == "2024-05-01T00:00:00"
     # A report day in Tokyo starts at 15:00 UTC the day before; hours 0-3 UTC of D are still inside.
-    tokyo = pipeline.cloudwatch_crosscheck(dataclasses.replace(settings, report_tz="Asia/Tokyo"), D, ["e1abc"])
+    tokyo = crosscheck.cloudwatch_crosscheck(dataclasses.replace(settings, report_tz="Asia/Tokyo"), D, ["e1abc"])
     assert tokyo is not None and tokyo["window_utc"][0] == "2024-04-30T15:00:00"
     assert tokyo["table"][0]["requests_logs"] == 18800 and tokyo["table"][0]["requests_cloudwatch"] == 26000
 
@@ -132,7 +132,7 @@ def test_crosscheck_in_the_report_and_the_email(cw: Any, tmp_path: Path) -> None
     put_day(cw)
     write_stats_hourly(tmp_path)
     settings = Settings(warehouse=str(tmp_path), cloudwatch_enabled=True)
-    check = pipeline.crosscheck_data(pipeline.cloudwatch_crosscheck(settings, D, None))
+    check = crosscheck.crosscheck_data(crosscheck.cloudwatch_crosscheck(settings, D, None))
     data = dataclasses.replace(sample_report_data(D), crosscheck=check)
     config = EmailConfig(sender="cdnlake@example.com", to=["ops@example.com"])
     message = email.message_from_bytes(bytes(build_message(data, b"csv", b"%PDF", config)))

@@ -20,7 +20,7 @@ from cdnlake.runners.kubernetes import (
     run_name,
     spark_application,
 )
-from cdnlake.runners.local import JOBS, JobFailedError, runner_for
+from cdnlake.runners.local import JOBS, JobFailedError, build_runner
 from cdnlake.settings import load_settings
 from spark_jobs.params import AggregateParams, CompactParams, IngestParams
 
@@ -273,10 +273,10 @@ def fake_kubernetes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield calls
 
 
-def test_runner_for_kubernetes_builds_from_settings(fake_kubernetes: list[str]) -> None:
+def test_build_runner_kubernetes_builds_from_settings(fake_kubernetes: list[str]) -> None:
     settings = load_settings({}, spark_runner="kubernetes", k8s_namespace="etl", k8s_image="img:9",
                              k8s_executor_instances=5, k8s_timeout_s=99, aws_region="eu-west-1")  # fmt: skip
-    runner = runner_for(settings)
+    runner = build_runner(settings)
     assert isinstance(runner, KubernetesRunner)
     assert fake_kubernetes == ["incluster", "kubeconfig"]  # falls back to the local kubeconfig
     assert (runner.api, runner.core, runner.timeout_s) == ("custom-api", "core-api", 99)
@@ -295,7 +295,7 @@ def test_every_job_has_a_module_path() -> None:
 def test_hash_key_reaches_the_ingest_driver_from_the_secret_not_the_spec(fake_kubernetes: list[str]) -> None:
     key = "k8s-hash-key-value-zq7"
     settings = load_settings({}, spark_runner="kubernetes", anonymize_ip="hash", ip_hash_key=key)
-    runner = runner_for(settings)
+    runner = build_runner(settings)
     assert isinstance(runner, KubernetesRunner)
     ingest = spark_application("ingest", ["--date", "2024-01-01"], "n", runner.config)
     assert {"name": "CDNLAKE_IP_HASH_KEY", "valueFrom": {"secretKeyRef": {
@@ -303,5 +303,5 @@ def test_hash_key_reaches_the_ingest_driver_from_the_secret_not_the_spec(fake_ku
     assert key not in json.dumps(ingest)  # by reference only: the value is in no manifest
     aggregate = spark_application("aggregate", ["--date", "2024-01-01"], "n", runner.config)
     assert "CDNLAKE_IP_HASH_KEY" not in json.dumps(aggregate)  # only the job that hashes gets it
-    plain = runner_for(load_settings({}, spark_runner="kubernetes"))
+    plain = build_runner(load_settings({}, spark_runner="kubernetes"))
     assert "CDNLAKE_IP_HASH_KEY" not in json.dumps(spark_application("ingest", [], "n", plain.config))

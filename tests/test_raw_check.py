@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cdnlake import pipeline
+from cdnlake.services import build_services
 from cdnlake.settings import Settings, load_settings
 from tests.moto_endpoint import FAKE_KEYS, client, moto_endpoint
 from tests.samples import write_gz
@@ -52,7 +53,7 @@ def settings_for(source: str, tmp_path: Path, endpoint: str = "") -> Settings:
 
 
 def format_anomalies(settings: Settings) -> list[str]:
-    return [a for a in pipeline.check_raw_files(settings, D, None).anomalies if "format change" in a]
+    return [a for a in pipeline.check_raw_files(build_services(settings), D, None).anomalies if "format change" in a]
 
 
 def settings_where(where: str, files: dict[str, list[str]], tmp_path: Path, request: pytest.FixtureRequest) -> Settings:

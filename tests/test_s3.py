@@ -27,9 +27,10 @@ from deltalake import DeltaTable
 from moto.server import ThreadedMotoServer
 
 from bench.duckdb_reference import hourly_statistics
-from cdnlake import locks, pipeline, sources
+from cdnlake import locks
 from cdnlake.runners.local import summarize_spark_error
 from cdnlake.sample_logs import GenerationResult, generate_logs
+from cdnlake.services import build_services
 from cdnlake.settings import load_settings
 from spark_jobs import aggregate, ingest
 from tests.samples import build_landing
@@ -270,10 +271,11 @@ def test_the_flow_lists_and_publishes_through_the_s3_endpoint(
                                   "CDNLAKE_REPORTS": f"s3://{bucket}/reports",
                                   "CDNLAKE_S3_ENDPOINT": s3.up.url})  # fmt: skip
 
-    listed = sources.list_source(settings.source, {D}, None, pipeline._s3_client(settings))
+    services = build_services(settings)
+    listed = services.source.list({D})
     assert sorted(f.uri for f in listed) == sorted(f"s3://{bucket}/{key}" for key in day["keys"])
 
-    store = pipeline.reports_store(settings)
+    store = services.reports
     store.write(f"{D}/cdn_statistics.csv", b"DATE,TIME\n")
     assert store.uri(f"{D}/cdn_statistics.csv") == f"s3://{bucket}/reports/{D}/cdn_statistics.csv"
     assert f"reports/{D}/cdn_statistics.csv" in objects(s3.up, bucket, "reports/")

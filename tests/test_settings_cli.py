@@ -57,7 +57,7 @@ def test_bad_settings_name_the_key(env: dict[str, str], key: str) -> None:
 
 def test_spark_conf_and_s3_endpoint_reach_every_runner() -> None:
     from cdnlake.runners.kubernetes import AppConfig, spark_conf
-    from cdnlake.runners.local import InProcessRunner, runner_for
+    from cdnlake.runners.local import InProcessRunner, build_runner
 
     env = {"CDNLAKE_S3_ENDPOINT": "http://127.0.0.1:9000", "CDNLAKE_SPARK_RUNNER": "standalone",
            "CDNLAKE_SPARK_MASTER": "spark://127.0.0.1:7999",
@@ -71,7 +71,7 @@ def test_spark_conf_and_s3_endpoint_reach_every_runner() -> None:
         "spark.executor.memoryOverhead": "1g",
     }
     assert s.spark_conf_pairs() == expected
-    runner = runner_for(s)
+    runner = build_runner(s)
     assert isinstance(runner, InProcessRunner) and expected.items() <= runner.conf.items()
     assert expected.items() <= spark_conf(AppConfig(extra_conf=s.spark_conf_pairs())).items()
 

@@ -27,6 +27,8 @@ from kubernetes.client.exceptions import ApiException
 
 from cdnlake.runners.jobs import JOBS, JobFailedError, JobParams
 from cdnlake.settings import Settings
+from cdnlake.storage import Store
+from spark_jobs.params import IngestParams, files_to_json
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,7 @@ def _pod(resources: PodResources, config: AppConfig, job: str) -> dict[str, Any]
 
 SECRET_NAME = "cdnlake-secrets"
 HASH_KEY_ENV = "CDNLAKE_IP_HASH_KEY"  # what spark_jobs/ingest.py reads in the driver
+FILE_LISTS = "_cdnlake_file_lists"  # under the warehouse: the ingest file lists of submitted jobs
 
 
 def _driver(config: AppConfig, job: str) -> dict[str, Any]:
@@ -184,7 +187,7 @@ class KubernetesRunner:
         self, api: Any, core: Any, namespace: str, image: str, service_account: str, executor_instances: int,
         timeout_s: float, poll_s: float = 5.0, *, config: AppConfig | None = None, log_tail_lines: int = 60,
         result_tail_lines: int = 2000, clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = time.sleep, file_lists: Store | None = None,
     ) -> None:  # fmt: skip
         self.api, self.core = api, core
         self.config = replace(config or AppConfig(), namespace=namespace, image=image,
@@ -192,6 +195,7 @@ class KubernetesRunner:
         self.timeout_s, self.poll_s = timeout_s, poll_s
         self.log_tail_lines, self.result_tail_lines = log_tail_lines, result_tail_lines
         self.clock, self.sleep = clock, sleep
+        self.file_lists = file_lists  # the warehouse's store: where an ingest's file list is written
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KubernetesRunner:
@@ -211,12 +215,26 @@ class KubernetesRunner:
             extra_conf=settings.spark_conf_pairs(),
             hash_key_secret=HASH_KEY_ENV if settings.anonymize_ip == "hash" else "",
         )
+        from cdnlake.integrations import aws
+
         return cls(client.CustomObjectsApi(), client.CoreV1Api(), settings.k8s_namespace, settings.k8s_image,
                    settings.k8s_service_account, settings.k8s_executor_instances, settings.k8s_timeout_s,
-                   config=app)  # fmt: skip
+                   config=app, file_lists=aws.store(settings, settings.warehouse))  # fmt: skip
+
+    def with_file_list(self, params: JobParams) -> JobParams:
+        """An ingest's listed files as a JSON document next to the warehouse, named by --files-from:
+        thousands of files do not fit a command line, and the driver reads the list through Hadoop."""
+        if not isinstance(params, IngestParams) or params.files is None:
+            return params
+        if self.file_lists is None:
+            raise JobFailedError("ingest: a file list needs a store to write it to (KubernetesRunner(file_lists=...))")
+        key = f"{FILE_LISTS}/{params.date.isoformat()}-{secrets.token_hex(6)}.json"
+        self.file_lists.write(key, files_to_json(params.files))
+        return replace(params, files=None, files_from=self.file_lists.uri(key))
 
     def run_job(self, params: JobParams) -> dict[str, Any]:
         """Submit `params` as a SparkApplication; the driver gets them as its command line."""
+        params = self.with_file_list(params)
         job, args = params.job, params.to_argv()
         name = run_name(job, args)
         manifest = spark_application(job, args, name, self.config)

@@ -17,7 +17,7 @@ from typing import Any
 from cdnlake.runners.jobs import JOBS, JobFailedError, JobParams, SparkRunner, summarize_spark_error
 from cdnlake.settings import Settings
 
-__all__ = ["JOBS", "InProcessRunner", "JobFailedError", "SparkRunner", "runner_for", "summarize_spark_error"]
+__all__ = ["JOBS", "InProcessRunner", "JobFailedError", "SparkRunner", "build_runner", "summarize_spark_error"]
 
 log = logging.getLogger(__name__)
 def job_module(name: str) -> Any:
@@ -97,11 +97,8 @@ class InProcessRunner:
                 self._spark = None
 
 
-_RUNNERS: dict[tuple[str, str], SparkRunner] = {}
-
-
-def runner_for(settings: Settings) -> SparkRunner:
-    """The runner the settings ask for; in-process runners are shared within the process."""
+def build_runner(settings: Settings) -> SparkRunner:
+    """The runner the settings ask for (built once per run by cdnlake.services.build_services)."""
     if settings.spark_runner == "kubernetes":
         from cdnlake.runners.kubernetes import KubernetesRunner
 
@@ -109,19 +106,11 @@ def runner_for(settings: Settings) -> SparkRunner:
     master = settings.spark_master
     if settings.spark_runner == "standalone" and not master.startswith("spark://"):
         raise ValueError(f"CDNLAKE_SPARK_MASTER must be spark://host:port for standalone, got {master!r}")
-    key = (settings.spark_runner, master)
-    if key not in _RUNNERS:
-        _RUNNERS[key] = InProcessRunner(master, settings.spark_driver_memory, settings.spark_conf_pairs(),
-                                        log_dir=settings.log_dir)
-    runner = _RUNNERS[key]
-    if isinstance(runner, InProcessRunner):
-        runner.ip_hash_key = settings.ip_hash_key  # the caller's key (the session is shared, the key is not conf)
-    return runner
+    # The IP hash key goes to the ingest job in-process, never through conf or a command line.
+    return InProcessRunner(master, settings.spark_driver_memory, settings.spark_conf_pairs(),
+                           ip_hash_key=settings.ip_hash_key, log_dir=settings.log_dir)  # fmt: skip
 
 
-def start_spark_early(settings: Settings) -> threading.Thread | None:
-    """Start the in-process runner's SparkSession now, in the background (no-op on Kubernetes)."""
-    if settings.spark_runner == "kubernetes":
-        return None
-    runner = runner_for(settings)
+def start_spark_early(runner: SparkRunner) -> threading.Thread | None:
+    """Start an in-process runner's SparkSession now, in the background (no-op on Kubernetes)."""
     return runner.start_in_background() if isinstance(runner, InProcessRunner) else None
