@@ -40,22 +40,19 @@ MB = 1024 * 1024
 
 
 # ---------------------------------------------------------------- memory of the process tree
-def jvm_heap_after_gc() -> int | None:
+def jvm_heap_after_gc(runner: Any) -> int | None:
     """Bytes of the Spark driver's Java heap still in use after a full GC (None without a session).
 
     The JVM keeps the heap it has grown to (up to spark.driver.memory), so its RSS says little
     about a leak; the live heap after a collection does.
     """
-    from cdnlake.runners import local as runner
-
-    for candidate in list(runner._RUNNERS.values()):  # the in-process runner's shared session
-        spark = getattr(candidate, "_spark", None)
-        if spark is not None:
-            jvm = spark.sparkContext._jvm
-            jvm.java.lang.System.gc()
-            heap = jvm.java.lang.Runtime.getRuntime()
-            return int(heap.totalMemory() - heap.freeMemory())
-    return None
+    spark = getattr(runner, "_spark", None)  # the in-process runner's session, once a job started it
+    if spark is None:
+        return None
+    jvm = spark.sparkContext._jvm
+    jvm.java.lang.System.gc()
+    heap = jvm.java.lang.Runtime.getRuntime()
+    return int(heap.totalMemory() - heap.freeMemory())
 
 
 # ---------------------------------------------------------------- table digests
@@ -123,23 +120,25 @@ def generate(landing: Path, dates: list[dt.date], distributions: int, rows: int,
 
 
 def run_passes(settings: Any, dates: list[dt.date]) -> list[dict[str, Any]]:
+    from cdnlake.services import build_services, use_services
     from flows.daily import cdn_daily, local_prefect
 
+    services = build_services(settings)  # one runner (one SparkSession) for every pass, as a long-lived worker
     records: list[dict[str, Any]] = []
     print(f"{'pass':>4} {'date':<10} {'status':<9} {'seconds':>8} {'tree RSS MB':>12} {'python':>7} {'jvm':>7} "
           f"{'workers':>8} {'prefect':>8} {'procs':>6} {'heap after GC':>14}", flush=True)  # fmt: skip
-    with local_prefect(verbose=False):
+    with local_prefect(verbose=False), use_services(services):
         for number in (1, 2):
             for day in dates:
                 started = time.perf_counter()
                 status, error = "completed", None
                 try:
-                    cdn_daily(date=day, settings=settings)
+                    cdn_daily(date=day)
                 except Exception as exc:  # keep going: the soak reports every date
                     status, error = "FAILED", f"{type(exc).__name__}: {exc}"[:300]
                 seconds = time.perf_counter() - started
                 memory = tree_memory()
-                memory["heap_after_gc"] = jvm_heap_after_gc() or 0
+                memory["heap_after_gc"] = jvm_heap_after_gc(services.runner) or 0
                 records.append({"pass": number, "date": day.isoformat(), "status": status, "error": error,
                                 "seconds": round(seconds, 1), "memory": memory})  # fmt: skip
                 print(f"{number:>4} {day.isoformat():<10} {status:<9} {seconds:>8.1f} {memory['total'] / MB:>12.0f} "

@@ -15,7 +15,7 @@ import pandas as pd
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from reporting.model import MEASURES, ReportData, window_dates
+from reporting.model import MEASURES, TOP_OBJECT_COLUMNS, ReportData, window_dates
 from spark_jobs.contract import REPORT_WINDOW_DAYS
 
 
@@ -117,10 +117,12 @@ def minute_day(warehouse: str | Warehouse, day: dt.date, tz: str, distributions:
     return grid.merge(sums, on="minute", how="left").fillna(0).astype({"bytes": "int64"})
 
 
-def top_list(warehouse: str | Warehouse, table: str, day: dt.date, tz: str) -> pd.DataFrame:
+def top_list(warehouse: str | Warehouse, table: str, day: dt.date, tz: str,
+             columns: tuple[str, ...] = ()) -> pd.DataFrame:  # fmt: skip
+    """A top list of day D; without rows (the table not written yet) an empty frame with `columns`."""
     rows = read_table(warehouse, table, [("report_date", "=", day.isoformat())])
     if rows.empty:
-        return rows
+        return pd.DataFrame(columns=list(columns or rows.columns))
     return rows[rows["report_tz"] == tz].reset_index(drop=True)
 
 
@@ -163,7 +165,7 @@ def build_report_data(
         hourly=hourly,
         minute=minute_day(warehouse, day, tz, distributions),
         distro_daily=per_distro,
-        top_objects=top_list(warehouse, "stats_top_objects", day, tz),
+        top_objects=top_list(warehouse, "stats_top_objects", day, tz, TOP_OBJECT_COLUMNS),
         top_referrers=top_list(warehouse, "stats_top_referrers", day, tz),
         edge_locations=top_list(warehouse, "stats_edge_locations", day, tz),
         devices=_viewers(viewers, "device_type"),

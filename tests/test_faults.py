@@ -38,18 +38,21 @@ import pytest
 from deltalake import DeltaTable
 from moto import mock_aws
 
-from cdnlake import locks, pipeline
+from cdnlake import locks
 from cdnlake.demo import generate_days
-from cdnlake.late_files import IngestPlan
 from cdnlake.notify import FanoutNotifier, ProgressEvent
+from cdnlake.report_data import Warehouse
 from cdnlake.sample_logs import GenerationResult
+from cdnlake.services import Services, build_services
 from cdnlake.settings import ConfigError, Settings, load_settings
-from cdnlake.storage import S3Store
+from cdnlake.storage import LocalStore, S3Store
 from flows import daily
 from spark_jobs import aggregate, compact, ingest
 from spark_jobs.jars import cached_jars
+from spark_jobs.params import IngestParams
 from spark_jobs.session import jar_packages, local_class_path
 from spark_jobs.storage import TABLES
+from tests.fake_services import FakeRunner, FakeSender, NewestDateSource, Recorder, ingested, one_raw_file
 from tests.flow_runs import run_flow
 from tests.jvm import SHORT_LIVED_JVM_OPTS
 
@@ -71,7 +74,7 @@ def days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[dt.date, 
 
 def run_ingest(spark: Any, source: Path, warehouse: Path, date: dt.date) -> dict[str, Any]:
     args = ["--date", date.isoformat(), "--source", str(source), "--warehouse", str(warehouse)]
-    return ingest.run(spark, ingest.build_parser().parse_args(args))
+    return ingest.run(spark, IngestParams.from_namespace(ingest.build_parser().parse_args(args)))
 
 
 def canonical(rows: list[dict[str, Any]], drop: tuple[str, ...] = ()) -> list[str]:
@@ -391,52 +394,42 @@ def prefect_server() -> Iterator[None]:
 
 
 class FlowFakes:
-    """Stand-ins for every stage of cdn-daily; records progress events and when ingest started."""
+    """Fake services for cdn-daily (runner, notifier, e-mail sender, a source with one good file, an
+    empty local warehouse to read): records progress events and when ingest started."""
 
-    def __init__(self) -> None:
-        self.events: list[ProgressEvent] = []
+    def __init__(self, folder: Path) -> None:
+        self.recorder = Recorder()
         self.ingest_started: list[float] = []
+        self.runner = FakeRunner(ingest=self.ingest)
+        self.sender = FakeSender()
+        self.folder = folder
 
-    def send(self, event: ProgressEvent) -> None:
-        self.events.append(event)
+    @property
+    def events(self) -> list[ProgressEvent]:
+        return self.recorder.events
 
-    def ingest(self, settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
+    def ingest(self, params: Any) -> dict[str, Any]:
         self.ingest_started.append(time.time())
-        return {"date": date.isoformat(), "files": 1, "lines_read": 10, "loaded": 9, "rejected": 1}
+        return ingested(params)
 
-    @staticmethod
-    def report(settings: Settings, date: dt.date, distributions: list[str] | None,
-               crosscheck: Any = None, late: Any = None) -> dict[str, Any]:  # fmt: skip
-        return {"paths": {"pdf": "/tmp/r.pdf", "csv": "/tmp/r.csv", "summary": "/tmp/s.json"},
-                "summary": {"days": {date.isoformat(): {"request_count": 9}}, "peak": {"time": "13:37"},
-                            "peak_text": "1 GB", "quality": {}, "insights": []}}  # fmt: skip
+    def services(self, settings: Settings) -> Services:
+        """`settings`' date locks and lock timing; everything else fake or local to the test."""
+        return build_services(settings, runner=self.runner, notifier=FanoutNotifier([self.recorder]),
+                              email_sender=self.sender, source=NewestDateSource(one_raw_file(self.folder / "raw")),
+                              warehouse=Warehouse(str(self.folder / "empty-warehouse")),
+                              reports=LocalStore(self.folder / "reports"))  # fmt: skip
 
 
 @pytest.fixture
-def flow_fakes(monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> FlowFakes:
-    fakes = FlowFakes()
-    check = pipeline.RawCheck(D.isoformat(), 1, 100, {"e1": 1})
-    monkeypatch.setattr(daily.check_raw_files_task, "fn", lambda settings, date, distributions: check)
-    monkeypatch.setattr(daily.dates_to_ingest_task, "fn",
-                        lambda settings, date, distributions: IngestPlan(date.isoformat(), [date], 2))
-    monkeypatch.setattr(daily.ingest_task, "fn", fakes.ingest)
-    monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: {})
-    monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
-    monkeypatch.setattr(daily.reconcile_task, "fn", lambda settings, date, distributions: {"date": str(date)})
-    monkeypatch.setattr(daily.build_report_task, "fn", fakes.report)
-    sent = {"sent": True, "detail": "fake"}
-    monkeypatch.setattr(
-        daily.send_email_task, "fn", lambda settings, date, distributions, resend, crosscheck=None, late=None: sent
-    )
-    monkeypatch.setattr(daily, "notifier_from_settings", lambda settings: FanoutNotifier([fakes]))
-    return fakes
+def flow_fakes(prefect_server: None, tmp_path: Path) -> FlowFakes:
+    return FlowFakes(tmp_path / "fakes")
 
 
 def test_daily_run_of_a_locked_date_fails_at_ingest_with_the_holder(flow_fakes: FlowFakes, holder: Holder,
                                                                      tmp_path: Path) -> None:  # fmt: skip
     settings = lock_settings(str(tmp_path / "warehouse"), lock_wait_seconds=0)
     with pytest.raises(locks.LockBusyError, match=f"date {D} is locked by run holder-run"):
-        run_flow(daily.cdn_daily, settings, date=D)
+        run_flow(daily.cdn_daily, flow_fakes.services(settings), date=D)
     failed = flow_fakes.events[-1]
     assert (failed.kind, failed.stage, failed.step) == ("failed", "ingest", 2)
     assert f"LockBusyError: date {D} is locked by run holder-run" in str(failed.detail)
@@ -458,7 +451,7 @@ def test_daily_run_of_a_locked_date_waits_for_the_holder(flow_fakes: FlowFakes, 
 
     helper = threading.Thread(target=let_go_once_waiting)
     helper.start()
-    summary = run_flow(daily.cdn_daily, settings, date=D)
+    summary = run_flow(daily.cdn_daily, flow_fakes.services(settings), date=D)
     helper.join(30)
     assert summary["dates_ingested"] == [D.isoformat()]
     warnings = [str(e.detail) for e in flow_fakes.events if e.kind == "warning"]
@@ -581,28 +574,28 @@ def test_a_run_that_loses_its_lock_stops_before_writing_or_emailing(
     heartbeat sees it, and the run stops at the next stage instead of writing and e-mailing."""
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
         monkeypatch.setenv(key, value)
-    emails: list[str] = []
-    def email(settings: Settings, date: dt.date, distributions: Any, resend: bool, crosscheck: Any = None,
-              late: Any = None) -> None:
-        emails.append(str(date))
-
-    monkeypatch.setattr(daily.send_email_task, "fn", email)
+    emails = flow_fakes.sender.dates
     compacted: list[str] = []
-    monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: compacted.append(str(date)))
+
+    def compact(params: Any) -> dict[str, Any]:
+        compacted.append(str(params.date))
+        return {}
+
+    flow_fakes.runner.results["compact"] = compact
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="cdnlake-lost")
         key = f"warehouse/_cdnlake_locks/{D}.lock"
 
-        def ingest_while_taken_over(settings: Settings, date: dt.date, distributions: list[str] | None) -> Any:
+        def ingest_while_taken_over(params: Any) -> Any:
             s3.put_object(Bucket="cdnlake-lost", Key=key, Body=json.dumps({"run_id": "other", "state": "held"}))
             time.sleep(4.0)  # more than one heartbeat (stale 10 s / 4)
-            return flow_fakes.ingest(settings, date, distributions)
+            return flow_fakes.ingest(params)
 
-        monkeypatch.setattr(daily.ingest_task, "fn", ingest_while_taken_over)
+        flow_fakes.runner.results["ingest"] = ingest_while_taken_over
         settings = lock_settings("s3://cdnlake-lost/warehouse", lock_stale_seconds=10, lock_wait_seconds=0)
         with pytest.raises(locks.LockLostError, match="another run took it over"):
-            run_flow(daily.cdn_daily, settings, date=D)
+            run_flow(daily.cdn_daily, flow_fakes.services(settings), date=D)
         assert json.loads(s3.get_object(Bucket="cdnlake-lost", Key=key)["Body"].read())["run_id"] == "other"
     failed = flow_fakes.events[-1]
     assert (failed.kind, failed.stage) == ("failed", "compact")

@@ -31,12 +31,13 @@ from moto import mock_aws
 
 from cdnlake import pipeline
 from cdnlake.demo import generate_days
-from cdnlake.late_files import IngestPlan
-from cdnlake.notify import FanoutNotifier, ProgressEvent
-from cdnlake.runners import local as runner_module
+from cdnlake.notify import FanoutNotifier
+from cdnlake.runners.local import InProcessRunner
+from cdnlake.services import Services, build_services
 from cdnlake.settings import Settings, load_settings
 from flows import daily
 from flows.artifacts import CSV_KEY, INSIGHTS_KEY, PDF_KEY, SUMMARY_KEY
+from tests.fake_services import FakeRunner, FakeSender, NewestDateSource, Recorder, ingested, one_raw_file
 from tests.flow_runs import run_flow
 
 D = dt.date(2024, 6, 9)
@@ -55,15 +56,44 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def shared_spark(spark: Any) -> Iterator[None]:
-    """The flow's local runner reuses the conftest session (build_session would also get it back
-    from getOrCreate, but would reset its shuffle partitions for the other tests)."""
-    runner = runner_module.InProcessRunner(MASTER)
+def real_services(settings: Settings, spark: Any, **given: Any) -> Services:
+    """The real services of `settings`, their local runner on the conftest session (build_session
+    would also get it back from getOrCreate, but would reset its shuffle partitions for the other tests)."""
+    runner = InProcessRunner(MASTER, ip_hash_key=settings.ip_hash_key)
     runner._spark = spark
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(runner_module._RUNNERS, ("local", MASTER), runner)
-        yield
+    return build_services(settings, runner=runner, **given)
+
+
+@dataclass
+class Listings:
+    """How often the raw files were listed: by the orchestrator (cdnlake.sources, local or S3) and
+    through Hadoop (spark_jobs.storage.list_raw_files: the ingest job listing for itself)."""
+
+    orchestrator: list[set[dt.date]] = field(default_factory=list)
+    hadoop: list[set[dt.date]] = field(default_factory=list)
+
+
+@contextmanager
+def counted_listings(mp: pytest.MonkeyPatch) -> Iterator[Listings]:
+    """Counts every walk of the source: `cdnlake.sources._walk` is what any orchestrator listing
+    (list_source, local or S3) goes through; `list_raw_files` is the only Hadoop listing of the source."""
+    from cdnlake import sources
+    from spark_jobs import storage
+
+    counts = Listings()
+    walk, hadoop = sources._walk, storage.list_raw_files
+
+    def counted_walk(source: str, client: object | None) -> Any:
+        counts.orchestrator.append(set())
+        return walk(source, client)
+
+    def counted_hadoop(spark: Any, source: str, dates: set[dt.date], *rest: Any) -> Any:
+        counts.hadoop.append(set(dates))
+        return hadoop(spark, source, dates, *rest)
+
+    mp.setattr(sources, "_walk", counted_walk)
+    mp.setattr(storage, "list_raw_files", counted_hadoop)
+    yield counts
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +196,7 @@ class RunOutput:
     """What the real run showed, besides its files: stdout/stderr, log records, Slack posts."""
 
     secrets: dict[str, str] = field(default_factory=dict)
+    listings: Listings = field(default_factory=Listings)
     stdout: str = ""
     stderr: str = ""
     records: list[str] = field(default_factory=list)
@@ -215,7 +246,7 @@ FirstRun = tuple[Settings, dict[str, Any], list[str]]  # settings, summary, warn
 
 
 @pytest.fixture(scope="module")
-def first_run(prefect_server: None, shared_spark: None, spark: Any, dataset: Any, slack_down: SlackStandIn,
+def first_run(prefect_server: None, spark: Any, dataset: Any, slack_down: SlackStandIn,
               run_output: RunOutput, request: pytest.FixtureRequest) -> FirstRun:  # fmt: skip
     """The real run, configured like production from CDNLAKE_* variables holding fake secrets.
 
@@ -233,8 +264,9 @@ def first_run(prefect_server: None, shared_spark: None, spark: Any, dataset: Any
             settings = load_settings(source=str(root / "landing"), warehouse=str(root / "warehouse"),
                                      reports=str(root / "reports"), outbox=str(root / "outbox"),
                                      spark_master=MASTER)  # fmt: skip
-            with captured(request, run_output):
-                summary = run_flow(daily.cdn_daily, settings, date=D)
+            with captured(request, run_output), counted_listings(mp) as listings:
+                summary = run_flow(daily.cdn_daily, real_services(settings, spark), date=D)
+            run_output.listings = listings
     finally:
         logging.getLogger("cdnlake.notify").removeHandler(records)
     run_output.slack_posts = list(slack_down.posts)
@@ -455,86 +487,99 @@ def test_the_output_search_finds_a_planted_secret_in_every_kind_of_file(tmp_path
     assert leaks([("stderr", f"url=https://x/{secret}")], {"planted": secret}) == ["stderr: planted"]
 
 
-def test_second_run_sends_no_second_email(first_run: Any, dataset: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_source_is_listed_once_per_run(first_run: Any, run_output: RunOutput, dataset: Any, spark: Any) -> None:
+    """The real run of D (which loaded D-2, D-1 and D) listed the raw files once, for all three
+    dates: the ingest jobs read that listing and Spark listed nothing."""
+    from spark_jobs import ingest
+    from spark_jobs.params import IngestParams, ListedFile
+
+    root, _ = dataset
+    listings = run_output.listings
+    assert len(listings.orchestrator) + len(listings.hadoop) == 1
+    assert listings.hadoop == []
+    # The count can fail: the ingest job on its own (no list handed over) lists through Hadoop, and is counted.
+    alone = IngestParams(D, str(root / "landing"), str(root / "warehouse"))
+    with pytest.MonkeyPatch.context() as mp, counted_listings(mp) as counts:
+        by_hadoop = ingest.raw_files(spark, alone, None)
+    assert (len(counts.hadoop), counts.orchestrator) == (1, [])
+    # What a handed-over listing gives the job is what Hadoop's listing would have: same paths (the
+    # names ingest_files records), sizes, distributions, dates and hours.
+    files = sorted((root / "landing").rglob(f"*.{D}-*.gz"))
+    listed = tuple(ListedFile(str(f), f.stat().st_size, int(f.stat().st_mtime * 1000)) for f in files)
+    handed = ingest.raw_files(spark, alone.replace(files=listed), None)
+    assert len(handed) == len(files) == len(by_hadoop) > 0
+    strip = [(f.path, f.size, f.distro, f.date, f.hour) for f in by_hadoop]
+    assert [(f.path, f.size, f.distro, f.date, f.hour) for f in handed] == strip
+    assert all(abs(a.modified_ms - b.modified_ms) <= 1 for a, b in zip(handed, by_hadoop, strict=True))
+
+
+def test_second_run_sends_no_second_email(first_run: Any, dataset: Any) -> None:
     """A re-run of D without resend: the report is rebuilt, the e-mail ledger says no.
 
-    The Spark stages are skipped (their tables are already there): re-ingesting would only cost
-    minutes here, and idempotent ingest is tested with the ingest job itself.
+    The Spark jobs are a fake runner (their tables are already there): re-ingesting would only
+    cost minutes here, and idempotent ingest is tested with the ingest job itself.
     """
     settings, first, _ = first_run
     root, _ = dataset
-    for spark_stage in (daily.ingest_task, daily.compact_task, daily.reconcile_task):
-        monkeypatch.setattr(spark_stage, "fn", lambda settings, date, distributions: {"date": str(date)})
-    monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
-    again = run_flow(daily.cdn_daily, settings, date=D)
+    services = build_services(settings, runner=FakeRunner())
+    again = run_flow(daily.cdn_daily, services, date=D)
     assert again["dates_ingested"] == [D.isoformat()]  # D-2 and D-1 are in the warehouse now
     assert again["totals"] == first["totals"]
     assert again["email"]["sent"] is False and "already sent" in again["email"]["detail"]
     assert len(list((root / "outbox").glob(f"{D}_*.eml"))) == 1
-    resent = run_flow(daily.cdn_daily, settings, date=D, resend_email=True)
+    resent = run_flow(daily.cdn_daily, services, date=D, resend_email=True)
     assert resent["email"]["sent"] is True
     assert len(list((root / "outbox").glob(f"{D}_*.eml"))) == 2
 
 
-# ---------------------------------------------------------------- decisions, with fake stages
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[ProgressEvent] = []
+# ---------------------------------------------------------------- decisions, with fake services
+def counting_ingest(fakes: Fakes) -> Any:
+    """An ingest job that records how many run at once."""
 
-    def send(self, event: ProgressEvent) -> None:
-        self.events.append(event)
-
-    def kinds(self) -> list[tuple[str, str | None]]:
-        return [(e.kind, e.stage) for e in self.events]
-
-
-class FakeStages:
-    """Stand-ins for the Spark and report stages; ingest records how many writers overlap."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.writers = self.max_writers = 0
-        self.emails: list[str] = []
-
-    def ingest(self, settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-        with self.lock:
-            self.writers += 1
-            self.max_writers = max(self.max_writers, self.writers)
+    def ingest(params: Any) -> dict[str, Any]:
+        with fakes.lock:
+            fakes.writers += 1
+            fakes.max_writers = max(fakes.max_writers, fakes.writers)
         time.sleep(0.3)
-        with self.lock:
-            self.writers -= 1
-        return {"date": date.isoformat(), "files": 1, "lines_read": 10, "loaded": 9, "rejected": 1}
+        with fakes.lock:
+            fakes.writers -= 1
+        return ingested(params)
 
-    def report(self, settings: Settings, date: dt.date, distributions: list[str] | None,
-               crosscheck: Any = None, late: Any = None) -> dict[str, Any]:  # fmt: skip
-        day = {"request_count": 9, "bytes_requested": 2**30}
-        return {"paths": {"pdf": "/tmp/r.pdf", "csv": "/tmp/r.csv", "summary": "/tmp/s.json"},
-                "summary": {"days": {date.isoformat(): day}, "peak": {"time": "13:37"}, "peak_text": "1 GB",
-                            "quality": {}, "insights": []}}  # fmt: skip
+    return ingest
 
-    def email(self, settings: Settings, date: dt.date, distributions: list[str] | None, resend: bool,
-              crosscheck: Any = None, late: Any = None) -> dict[str, Any]:  # fmt: skip
-        self.emails.append(date.isoformat())
-        return {"sent": True, "detail": "sent via fake"}
+
+@dataclass
+class Fakes:
+    """Fake Spark runner, notifier and e-mail sender (the check, report and e-mail stages are real);
+    ingest records how many writers overlap."""
+
+    folder: Path
+    recorder: Recorder = field(default_factory=Recorder)
+    sender: FakeSender = field(default_factory=FakeSender)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    writers: int = 0
+    max_writers: int = 0
+    runner: FakeRunner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.runner = FakeRunner(ingest=counting_ingest(self))
+
+    @property
+    def emails(self) -> list[str]:
+        return self.sender.dates
+
+    def services(self, settings: Settings, **given: Any) -> Services:
+        return build_services(settings, runner=self.runner, notifier=FanoutNotifier([self.recorder]),
+                              email_sender=self.sender, **given)  # fmt: skip
+
+    def good_source(self, missing: set[dt.date] | None = None) -> NewestDateSource:
+        """A landing area with one good file for each run's date (except `missing`)."""
+        return NewestDateSource(one_raw_file(self.folder / "one"), missing=missing or set())
 
 
 @pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch, prefect_server: None) -> tuple[FakeStages, Recorder]:
-    stages, recorder = FakeStages(), Recorder()
-    monkeypatch.setattr(daily.dates_to_ingest_task, "fn",
-                        lambda settings, date, distributions: IngestPlan(date.isoformat(), [date], 2))
-    monkeypatch.setattr(daily.ingest_task, "fn", stages.ingest)
-    monkeypatch.setattr(daily.compact_task, "fn", lambda settings, date, distributions: {})
-    monkeypatch.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
-    monkeypatch.setattr(daily.reconcile_task, "fn", lambda settings, date, distributions: {"date": str(date)})
-    monkeypatch.setattr(daily.build_report_task, "fn", stages.report)
-    monkeypatch.setattr(daily.send_email_task, "fn", stages.email)
-    monkeypatch.setattr(daily, "notifier_from_settings", lambda settings: FanoutNotifier([recorder]))
-    return stages, recorder
-
-
-def good_check(settings: Settings, date: dt.date, distributions: list[str] | None) -> pipeline.RawCheck:
-    return pipeline.RawCheck(date.isoformat(), 1, 100, {"e1": 1})
+def fakes(prefect_server: None, tmp_path: Path) -> Fakes:
+    return Fakes(tmp_path)
 
 
 def test_no_raw_files_stops_with_a_clear_error_and_an_sms(prefect_server: None, tmp_path: Path) -> None:
@@ -554,38 +599,36 @@ def test_no_raw_files_stops_with_a_clear_error_and_an_sms(prefect_server: None, 
     assert not (tmp_path / "outbox").exists()
 
 
-def test_on_anomaly_continue_goes_on(fakes: Any, tmp_path: Path) -> None:
-    stages, recorder = fakes
+def test_on_anomaly_continue_goes_on(fakes: Fakes, tmp_path: Path) -> None:
+    stages, recorder = fakes, fakes.recorder
     (tmp_path / "landing").mkdir()
-    summary = run_flow(daily.cdn_daily, make_settings(tmp_path, on_anomaly="continue"), date=D)
+    summary = run_flow(daily.cdn_daily, fakes.services(make_settings(tmp_path, on_anomaly="continue")), date=D)
     assert any("no raw log files" in a for a in summary["anomalies"])
     assert recorder.kinds()[:3] == [("begin", None), ("running", "check"), ("warning", None)]
     assert "continuing" in str(recorder.events[2].detail)
     assert recorder.kinds()[-1] == ("complete", None) and stages.emails == [D.isoformat()]
 
 
-def test_reconciliation_failure_sends_no_email_and_alerts(fakes: Any, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    stages, recorder = fakes
-    monkeypatch.setattr(daily.check_raw_files_task, "fn", good_check)
+def test_reconciliation_failure_sends_no_email_and_alerts(fakes: Fakes, tmp_path: Path) -> None:
+    stages, recorder = fakes, fakes.recorder
     from spark_jobs.reconcile import ReconciliationError
 
-    def mismatch(settings: Settings, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-        raise ReconciliationError(date, ["request_count: statistics 9 != raw rows 10"])
+    def mismatch(params: Any) -> dict[str, Any]:
+        raise ReconciliationError(params.date, ["request_count: statistics 9 != raw rows 10"])
 
-    monkeypatch.setattr(daily.reconcile_task, "fn", mismatch)
+    fakes.runner.results["reconcile"] = mismatch
+    services = fakes.services(make_settings(tmp_path), source=fakes.good_source())
     with pytest.raises(ReconciliationError, match="statistics 9 != raw rows 10"):
-        run_flow(daily.cdn_daily, make_settings(tmp_path), date=D, resend_email=True)
+        run_flow(daily.cdn_daily, services, date=D, resend_email=True)
     assert stages.emails == []
     failed = recorder.events[-1]
     assert (failed.kind, failed.stage, failed.step) == ("failed", "reconcile", 5)
     assert ("running", "report") not in recorder.kinds()
 
 
-def test_concurrent_backfill_takes_turns_writing(fakes: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stages, _ = fakes
-    monkeypatch.setattr(daily.check_raw_files_task, "fn", good_check)
-    settings = make_settings(tmp_path)
+def test_concurrent_backfill_takes_turns_writing(fakes: Fakes, tmp_path: Path) -> None:
+    stages = fakes
+    settings = fakes.services(make_settings(tmp_path), source=fakes.good_source())
     result = run_flow(daily.cdn_backfill, settings, start=DAYS[0], end=D, concurrency=3)
     assert [r["status"] for r in result["dates"].values()] == ["completed"] * 3
     assert stages.max_writers == 1  # no global limit yet: the process lock serialised the writes
@@ -596,22 +639,16 @@ def test_concurrent_backfill_takes_turns_writing(fakes: Any, tmp_path: Path, mon
 
     with get_client(sync_client=True) as client:
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=daily.WRITE_LIMIT, limit=1))
-    monkeypatch.setattr(daily, "_LOCAL_WRITES", threading.Lock())
     stages.max_writers = 0
     run_flow(daily.cdn_backfill, settings, start=DAYS[1], end=D, concurrency=2)
     assert stages.max_writers == 1  # now the Prefect global concurrency limit did it
 
 
-def test_sequential_backfill_lists_failed_dates(fakes: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stages, _ = fakes
-
-    def check(settings: Settings, date: dt.date, distributions: list[str] | None) -> pipeline.RawCheck:
-        found = good_check(settings, date, distributions)
-        return pipeline.RawCheck(found.date, 0, 0, {}, ["no raw log files"]) if date == DAYS[1] else found
-
-    monkeypatch.setattr(daily.check_raw_files_task, "fn", check)
+def test_sequential_backfill_lists_failed_dates(fakes: Fakes, tmp_path: Path) -> None:
+    stages = fakes
+    services = fakes.services(make_settings(tmp_path), source=fakes.good_source(missing={DAYS[1]}))
     with pytest.raises(daily.BackfillError, match=f"1 of 3 dates failed: {DAYS[1]}"):
-        run_flow(daily.cdn_backfill, make_settings(tmp_path), start=DAYS[0], end=D)
+        run_flow(daily.cdn_backfill, services, start=DAYS[0], end=D)
     assert stages.emails == [DAYS[0].isoformat(), D.isoformat()]  # the other dates still ran, in order
 
 
@@ -682,7 +719,8 @@ def copy_with_new_ids(source: Path, target: Path, tag: str, status: str | None =
 
 
 def test_next_day_run_picks_up_a_late_file_and_raises_a_5xx_alert(
-    first_run: Any, dataset: Any, slack_down: SlackStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    first_run: Any, dataset: Any, slack_down: SlackStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    spark: Any,
 ) -> None:
     """D+1 after a late file for D landed and with a 5xx spike at 05h of D+1 for one distribution.
 
@@ -706,7 +744,7 @@ def test_next_day_run_picks_up_a_late_file_and_raises_a_5xx_alert(
     spike_file = spike_source.with_name(f"{distro}.{nxt}-05.spike1.gz")
     copy_with_new_ids(spike_source, spike_file, "spike", status="503")
     run = make_settings(tmp_path, slack_webhook_url=settings.slack_webhook_url)
-    summary = run_flow(daily.cdn_daily, run, date=nxt)
+    summary = run_flow(daily.cdn_daily, real_services(run, spark), date=nxt)
 
     assert summary["dates_ingested"] == [D.isoformat(), nxt.isoformat()]  # D-1 is unchanged: not reloaded
     _, late_valid = count_valid_lines([late_file])

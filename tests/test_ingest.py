@@ -11,6 +11,7 @@ import pytest
 from deltalake import DeltaTable
 
 from spark_jobs import ingest
+from spark_jobs.params import IngestParams
 from tests.samples import DISTRO, build_landing, sample_lines, write_gz
 
 D = DISTRO.lower()
@@ -21,7 +22,7 @@ def run_ingest(spark: Any, source: Path, warehouse: Path, date: str) -> dict[str
     args = ingest.build_parser().parse_args(
         ["--date", date, "--source", str(source), "--warehouse", str(warehouse)]
     )
-    return ingest.run(spark, args)
+    return ingest.run(spark, IngestParams.from_namespace(args))
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from pyspark.sql.types import StructType
 
 from cdnlake.sample_logs import generate_logs
 from spark_jobs import ingest
+from spark_jobs.params import IngestParams
 from spark_jobs.schema import CDN_LOGS_SCHEMA, V2_FIELDS, snake
 
 DAY = dt.date(2025, 2, 16)
@@ -100,7 +101,7 @@ def mixed(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     _old_warehouse(spark, warehouse)
     args = ingest.build_parser().parse_args(["--date", DAY.isoformat(), "--source", str(source),
                                              "--warehouse", str(warehouse)])  # fmt: skip
-    result = ingest.run(spark, args)
+    result = ingest.run(spark, IngestParams.from_namespace(args))
     reference = root / "reference"
     return {
         "result": result,

@@ -34,8 +34,11 @@ from moto.ses.models import ses_backends
 
 from bench.duckdb_reference import hourly_statistics
 from cdnlake.demo import generate_days
-from cdnlake.runners import local as runner_module
+from cdnlake.runners.local import InProcessRunner
+from cdnlake.services import build_services, use_services
+from cdnlake.settings import load_settings
 from flows import daily
+from tests.fake_services import FakeRunner
 from tests.moto_endpoint import FAKE_KEYS, client, moto_endpoint
 
 D = dt.date(2024, 6, 9)
@@ -108,9 +111,8 @@ def production(spark: Any, slack: tuple[str, list[bytes]],
                    "secret.key": FAKE_KEYS["AWS_SECRET_ACCESS_KEY"]}  # fmt: skip
         for key, value in options.items():
             hadoop.set(f"fs.s3a.bucket.{BUCKET}.{key}", value)
-        runner = runner_module.InProcessRunner(MASTER)
+        runner = InProcessRunner(MASTER)
         runner._spark = spark  # the conftest session (a runner would otherwise build one from the settings)
-        mp.setitem(runner_module._RUNNERS, ("local", MASTER), runner)
         environment = FAKE_KEYS | {
             "CDNLAKE_SOURCE": f"s3://{BUCKET}/cloudfront", "CDNLAKE_WAREHOUSE": f"s3a://{BUCKET}/warehouse",
             "CDNLAKE_REPORTS": f"s3://{BUCKET}/reports", "CDNLAKE_OUTBOX": str(root / "outbox"),
@@ -128,7 +130,7 @@ def production(spark: Any, slack: tuple[str, list[bytes]],
         try:
             with prefect_test_harness(server_startup_timeout=180):
                 yield {"url": url, "root": root, "cwd": cwd, "before": before, "generated": generated,
-                       "emails_before": sent_emails(), "posts": slack[1]}  # fmt: skip
+                       "emails_before": sent_emails(), "posts": slack[1], "runner": runner}  # fmt: skip
         finally:
             for key in options:
                 hadoop.unset(f"fs.s3a.bucket.{BUCKET}.{key}")
@@ -138,21 +140,21 @@ def production(spark: Any, slack: tuple[str, list[bytes]],
 def runs(production: dict[str, Any]) -> dict[str, Any]:
     """The daily flow for D, again, then with resend_email; e-mails counted after each.
 
-    The first run is entirely real. The re-runs are the real flow too, but their Spark stages
-    (ingest .. reconcile, already proven by the first run on S3) are skipped, as in
-    tests/test_flow.py: each real Spark stage on s3a costs minutes on a busy 2-core machine, and
-    what the re-runs test is the check, report and e-mail stages against S3 and SES.
+    The first run is entirely real (its services built from the environment, the Spark runner on
+    the conftest session). The re-runs are the real flow too, but their Spark jobs (ingest ..
+    reconcile, already proven by the first run on S3) are a fake runner, as in tests/test_flow.py:
+    each real Spark stage on s3a costs minutes on a busy 2-core machine, and what the re-runs test
+    is the check, report and e-mail stages against S3 and SES.
     """
     result: dict[str, Any] = {"emails": [], "seconds": [], "summaries": []}
-    with pytest.MonkeyPatch.context() as mp:
-        for resend in (False, False, True):
-            started = time.monotonic()
+    real = build_services(load_settings(), runner=production["runner"])  # CDNLAKE_* of the fixture
+    for services, resend in ((real, False), (real.replace(runner=FakeRunner()), False),
+                             (real.replace(runner=FakeRunner()), True)):  # fmt: skip
+        started = time.monotonic()
+        with use_services(services):
             result["summaries"].append(daily.cdn_daily(date=D, resend_email=resend))
-            result["seconds"].append(round(time.monotonic() - started, 1))
-            result["emails"].append(sent_emails() - production["emails_before"])
-            for spark_stage in (daily.ingest_task, daily.compact_task, daily.reconcile_task):
-                mp.setattr(spark_stage, "fn", lambda settings, date, distributions: {"date": str(date)})
-            mp.setattr(daily.aggregate_task, "fn", lambda settings, date, distributions, dates: {})
+        result["seconds"].append(round(time.monotonic() - started, 1))
+        result["emails"].append(sent_emails() - production["emails_before"])
     print(f"production runs took {result['seconds']} s")
     return result
 

@@ -33,6 +33,7 @@ from cdnlake.sample_logs import GenerationResult, generate_logs
 from cdnlake.services import build_services
 from cdnlake.settings import load_settings
 from spark_jobs import aggregate, ingest
+from spark_jobs.params import IngestParams
 from tests.samples import build_landing
 
 D = dt.date(2024, 5, 1)
@@ -141,7 +142,7 @@ def objects(endpoint: Endpoint, bucket: str, prefix: str) -> dict[str, str]:
 
 def run_ingest(spark: Any, date: dt.date | str, source: str, warehouse: str) -> dict[str, Any]:
     args = ["--date", str(date), "--source", source, "--warehouse", warehouse]
-    return ingest.run(spark, ingest.build_parser().parse_args(args))
+    return ingest.run(spark, IngestParams.from_namespace(ingest.build_parser().parse_args(args)))
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 from cdnlake import cli
 from cdnlake import sql as adhoc
 from spark_jobs import aggregate, ingest
+from spark_jobs.params import IngestParams
 from spark_jobs.storage import table_path
 from tests.samples import DISTRO, build_landing, sample_lines, write_gz
 
@@ -34,7 +35,8 @@ def warehouse(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
     write_gz(root / "landing" / f"{DISTRO}.{DAY}-00.broken.gz", [*header, f"{DAY}\t00:14:00\tFRA53\tnot-a-number"])
     wh = str(root / "warehouse")
     date = ["--date", DAY, "--warehouse", wh]
-    ingest.run(spark, ingest.build_parser().parse_args([*date, "--source", str(root / "landing")]))
+    parsed = ingest.build_parser().parse_args([*date, "--source", str(root / "landing")])
+    ingest.run(spark, IngestParams.from_namespace(parsed))
     aggregate.run(spark, aggregate.build_parser().parse_args(date))
     logs = spark.read.format("delta").load(table_path(wh, "cdn_logs"))
     earlier = logs.withColumns({"dt": F.lit("2018-11-06"), "ts": F.col("ts") - F.expr("INTERVAL 1 DAY")})

@@ -51,6 +51,7 @@ JAVA_OPTS = SHORT_LIVED_JVM_OPTS
 DRIVER = """
 import json, sys
 from spark_jobs import aggregate, ingest
+from spark_jobs.params import IngestParams
 from spark_jobs.session import build_session, jar_packages
 
 master, app_name, java_opts, workers, source, warehouse, report_date, *dates = sys.argv[1:]
@@ -65,7 +66,7 @@ spark = build_session(master, app_name=app_name, extra_conf={
 results = {}
 for date in dates:
     args = ingest.build_parser().parse_args(["--date", date, "--source", source, "--warehouse", warehouse])
-    results[date] = ingest.run(spark, args)
+    results[date] = ingest.run(spark, IngestParams.from_namespace(args))
 args = aggregate.build_parser().parse_args(["--date", report_date, "--warehouse", warehouse])
 stats = aggregate.run(spark, args)
 executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1  # minus the driver

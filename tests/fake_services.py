@@ -1,0 +1,113 @@
+"""Fakes of the run's services (cdnlake/services.py) for the flow tests: no patching of tasks or globals.
+
+A test builds `Services` with some of these in place of the real ones and hands them to the flow
+with `tests.flow_runs.run_flow` (cdnlake.services.use_services): the flow and its stages run for
+real, only what talks to Spark, SES, Slack or the landing area is replaced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from cdnlake.notify import ProgressEvent
+from cdnlake.sources import SourceFile
+from spark_jobs.params import JobParams
+
+JobResult = Callable[[JobParams], dict[str, Any]]
+
+
+def ingested(params: Any) -> dict[str, Any]:
+    """A canned ingest result: 10 lines read, 9 loaded, 1 rejected."""
+    return {"date": params.date.isoformat(), "files": 1, "lines_read": 10, "loaded": 9, "rejected": 1}
+
+
+def reconciled(params: Any) -> dict[str, Any]:
+    return {"date": str(params.date)}
+
+
+class FakeRunner:
+    """A Spark runner that records the typed parameters of every job and answers from `results`
+    (by job name; the canned defaults otherwise)."""
+
+    def __init__(self, **results: JobResult) -> None:
+        self.results: dict[str, JobResult] = {"ingest": ingested, "reconcile": reconciled} | results
+        self.calls: list[JobParams] = []
+        self._lock = threading.Lock()
+
+    def run_job(self, params: JobParams) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(params)
+        answer = self.results.get(params.job)
+        return answer(params) if answer else {}
+
+    def jobs(self) -> list[tuple[str, str]]:
+        """(job, date) of every call, in order."""
+        return [(p.job, str(getattr(p, "date", ""))) for p in self.calls]
+
+
+class Recorder:
+    """A notifier that keeps every progress event."""
+
+    def __init__(self) -> None:
+        self.events: list[ProgressEvent] = []
+
+    def send(self, event: ProgressEvent) -> None:
+        self.events.append(event)
+
+    def kinds(self) -> list[tuple[str, str | None]]:
+        return [(e.kind, e.stage) for e in self.events]
+
+
+class FakeSender:
+    """An e-mail sender that keeps the report date of every message it is given."""
+
+    kind = "fake"
+
+    def __init__(self) -> None:
+        self.dates: list[str] = []
+        self._lock = threading.Lock()
+
+    def send(self, message: EmailMessage, recipients: Any) -> str:
+        from reporting.email import REPORT_DATE_HEADER
+
+        with self._lock:
+            self.dates.append(str(message[REPORT_DATE_HEADER]))
+            return f"<fake-{len(self.dates)}@example.com>"
+
+
+@dataclass
+class NewestDateSource:
+    """A landing area holding one real raw file for the newest date asked about (none for `missing`
+    dates) and nothing for earlier dates: no late files, so a run ingests its own date only.
+    Records every listing it was asked for."""
+
+    file: Path
+    distro: str = "e1fake"
+    missing: set[dt.date] = field(default_factory=set)
+    listings: list[set[dt.date]] = field(default_factory=list)
+    s3_client: Any = None
+    location: str = "fake://landing"
+
+    def list(self, dates: Iterable[dt.date], distributions: Iterable[str] | None = None) -> list[SourceFile]:
+        asked = set(dates)
+        self.listings.append(asked)
+        newest = max(asked)
+        if newest in self.missing:
+            return []
+        stat = self.file.stat()
+        return [SourceFile(str(self.file), stat.st_size, self.distro, newest.isoformat(), 0, modified=stat.st_mtime)]
+
+
+def one_raw_file(folder: Path) -> Path:
+    """A real, well-formed gzip log file (the check stage reads its first lines)."""
+    from cdnlake.demo import generate_days
+
+    day = dt.date(2024, 6, 9)
+    generated = generate_days(folder, [day], 1, [48], seed=3, files_per_hour=1)
+    return sorted(generated[day].files)[0]
