@@ -487,11 +487,13 @@ def test_the_output_search_finds_a_planted_secret_in_every_kind_of_file(tmp_path
     assert leaks([("stderr", f"url=https://x/{secret}")], {"planted": secret}) == ["stderr: planted"]
 
 
-def test_the_source_is_listed_once_per_run(first_run: Any, run_output: RunOutput, dataset: Any, spark: Any) -> None:
+def test_the_source_is_listed_once_per_run(first_run: Any, run_output: RunOutput, dataset: Any, spark: Any,
+                                           tmp_path: Path) -> None:  # fmt: skip
     """The real run of D (which loaded D-2, D-1 and D) listed the raw files once, for all three
     dates: the ingest jobs read that listing and Spark listed nothing."""
     from spark_jobs import ingest
-    from spark_jobs.params import IngestParams, ListedFile
+    from spark_jobs.params import IngestParams, ListedFile, files_to_json
+    from spark_jobs.storage import SourceNotFoundError
 
     root, _ = dataset
     listings = run_output.listings
@@ -511,6 +513,12 @@ def test_the_source_is_listed_once_per_run(first_run: Any, run_output: RunOutput
     strip = [(f.path, f.size, f.distro, f.date, f.hour) for f in by_hadoop]
     assert [(f.path, f.size, f.distro, f.date, f.hour) for f in handed] == strip
     assert all(abs(a.modified_ms - b.modified_ms) <= 1 for a, b in zip(handed, by_hadoop, strict=True))
+    # A submitted job reads the same list from a document (--files-from), through Hadoop.
+    document = tmp_path / "files.json"
+    document.write_bytes(files_to_json(listed))
+    assert ingest.raw_files(spark, alone.replace(files_from=str(document)), None) == handed
+    with pytest.raises(SourceNotFoundError, match="file list .*missing.json does not exist"):
+        ingest.raw_files(spark, alone.replace(files_from=str(tmp_path / "missing.json")), None)
 
 
 def test_second_run_sends_no_second_email(first_run: Any, dataset: Any) -> None:

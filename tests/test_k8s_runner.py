@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,8 @@ from cdnlake.runners.kubernetes import (
 )
 from cdnlake.runners.local import JOBS, JobFailedError, build_runner
 from cdnlake.settings import load_settings
-from spark_jobs.params import AggregateParams, CompactParams, IngestParams
+from cdnlake.storage import LocalStore
+from spark_jobs.params import AggregateParams, CompactParams, IngestParams, ListedFile
 
 PARAMS = IngestParams(dt.date(2024, 7, 13), source="s3a://logs/cf", warehouse="s3a://bucket/warehouse")
 ARGS = PARAMS.to_argv()
@@ -305,3 +307,42 @@ def test_hash_key_reaches_the_ingest_driver_from_the_secret_not_the_spec(fake_ku
     assert "CDNLAKE_IP_HASH_KEY" not in json.dumps(aggregate)  # only the job that hashes gets it
     plain = build_runner(load_settings({}, spark_runner="kubernetes"))
     assert "CDNLAKE_IP_HASH_KEY" not in json.dumps(spark_application("ingest", [], "n", plain.config))
+
+
+# ---------------------------------------------------------------- the ingest's file list (issue 15, item 4)
+LISTED = tuple(ListedFile(f"s3://logs/cf/E1ABC.2024-07-13-{h:02d}.a{i}.gz", 1000 + i, 1720828800000 + h)
+               for h in range(24) for i in range(100))  # fmt: skip
+
+
+def test_a_listed_ingest_reads_its_files_from_a_document_next_to_the_warehouse(tmp_path: Path) -> None:
+    """2,400 files do not go on the driver's command line: the runner writes them as JSON into the
+    warehouse's store and passes --files-from; the document holds exactly the listed files."""
+    store = LocalStore(tmp_path / "warehouse")
+    api = FakeCustomObjects(["COMPLETED"])
+    result = make_runner(api, FakeCore(), file_lists=store).run_job(PARAMS.replace(files=LISTED))
+    assert result == RESULT
+    (created,) = api.created
+    arguments = created["spec"]["arguments"]
+    at = arguments.index("--files-from")
+    uri = arguments[at + 1]
+    (key,) = store.list("_cdnlake_file_lists/")
+    assert uri == store.uri(key) and key.startswith("_cdnlake_file_lists/2024-07-13-")
+    written = json.loads((tmp_path / "warehouse" / key).read_text(encoding="utf-8"))
+    assert len(written) == 2400 and written[0] == {"uri": "s3://logs/cf/E1ABC.2024-07-13-00.a0.gz", "size": 1000,
+                                                   "modified_ms": 1720828800000}  # fmt: skip
+    assert sum(len(a) for a in arguments) < 500  # the command line stays small
+    assert not any("E1ABC" in a for a in arguments)
+
+
+def test_a_listed_ingest_without_a_store_fails_before_submitting() -> None:
+    api = FakeCustomObjects(["COMPLETED"])
+    with pytest.raises(JobFailedError, match="a file list needs a store"):
+        make_runner(api, FakeCore()).run_job(PARAMS.replace(files=LISTED[:1]))
+    assert api.created == []
+
+
+def test_an_unlisted_ingest_goes_unchanged(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "warehouse")
+    api = FakeCustomObjects(["COMPLETED"])
+    make_runner(api, FakeCore(), file_lists=store).run_job(PARAMS)
+    assert api.created[0]["spec"]["arguments"] == ARGS and store.list("") == []

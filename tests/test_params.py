@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
+import json
 
 import pytest
 
@@ -14,8 +15,11 @@ from spark_jobs.params import (
     AggregateParams,
     CompactParams,
     IngestParams,
+    ListedFile,
     MissesParams,
     ReconcileParams,
+    files_from_json,
+    files_to_json,
 )
 
 D = dt.date(2024, 6, 9)
@@ -23,6 +27,7 @@ EXAMPLES = [
     IngestParams(D, "s3://logs/cf", "s3://wh/warehouse", ("e1abc", "e2def"), run_id="r1", anonymize_ip="hash",
                  keep_cookies=True),  # fmt: skip
     IngestParams(D, "./data/landing", "./data/warehouse"),
+    IngestParams(D, "s3://logs/cf", "s3://wh/w", files_from="s3://wh/w/_cdnlake_file_lists/2024-06-09-ab.json"),
     CompactParams(D, "./wh", None, vacuum=True, max_files=3),
     AggregateParams(D, "./wh", ("e1abc",), "Asia/Tokyo", (D - dt.timedelta(days=1), D - dt.timedelta(days=2))),
     ReconcileParams(D, "./wh", ("e1abc",)),
@@ -80,3 +85,37 @@ def test_lists_become_tuples_so_parameters_stay_hashable() -> None:
     params = AggregateParams(D, "w", ["e1abc"], "UTC", [D])  # type: ignore[arg-type]
     assert params.distributions == ("e1abc",) and params.dates == (D,)
     assert hash(params)
+
+
+# ---------------------------------------------------------------- the ingest's file list
+def test_a_file_list_travels_as_a_document_never_on_the_command_line() -> None:
+    listed = (ListedFile("/land/E1ABC.2024-06-09-00.a.gz", 10, 1717891200000),
+              ListedFile("s3://logs/cf/E1ABC.2024-06-09-01.b.gz", 20, 1717894800123))  # fmt: skip
+    document = files_to_json(listed)
+    assert json.loads(document) == [{"uri": "/land/E1ABC.2024-06-09-00.a.gz", "size": 10, "modified_ms": 1717891200000},
+                                    {"uri": "s3://logs/cf/E1ABC.2024-06-09-01.b.gz", "size": 20,
+                                     "modified_ms": 1717894800123}]  # fmt: skip
+    assert files_from_json(document) == listed
+    with pytest.raises(ValueError, match="--files-from"):
+        IngestParams(D, "s", "w", files=listed).to_argv()
+    by_document = IngestParams(D, "s", "w", files_from="s3://wh/w/_cdnlake_file_lists/x.json")
+    assert by_document.to_argv()[-2:] == ["--files-from", "s3://wh/w/_cdnlake_file_lists/x.json"]
+    assert IngestParams(D, "s", "w", files=[listed[0]]).files == (listed[0],)  # a list becomes a tuple
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [(b"{not json", "not a file list"), (b'[{"uri": "x"}]', "not a file list"), (b'[{"uri": "x", "size": "big", '
+      b'"modified_ms": 1}]', "not a file list"), (b"[1]", "not a file list")],  # fmt: skip
+)
+def test_a_broken_file_list_is_refused(document: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        files_from_json(document)
+
+
+def test_a_file_list_is_given_one_way_and_to_an_acceptable_location() -> None:
+    one = (ListedFile("/x/E1.2024-06-09-00.a.gz", 1, 1),)
+    with pytest.raises(ValueError, match="one way"):
+        IngestParams(D, "s", "w", files=one, files_from="/tmp/list.json")
+    with pytest.raises(ValueError, match="files_from: not an acceptable location"):
+        IngestParams(D, "s", "w", files_from="http://evil/list.json")

@@ -52,18 +52,22 @@ class PodResources:
     memory: str  # Spark notation: 512m, 4g
 
 
+_DEFAULTS = Settings()
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """Everything in a SparkApplication that does not change from run to run."""
 
-    namespace: str = "cdnlake"
-    image: str = "cdnlake:latest"
-    service_account: str = "cdnlake-spark"
-    executor_instances: int = 2
-    max_executors: int = 0  # > 0: dynamic allocation from executor_instances up to this
-    driver: PodResources = PodResources(1, "4g")
-    executor: PodResources = PodResources(2, "4g")
-    aws_region: str = "us-east-1"
+    # Defaults: the settings' (cdnlake/settings.py holds the one set of defaults).
+    namespace: str = _DEFAULTS.k8s_namespace
+    image: str = _DEFAULTS.k8s_image
+    service_account: str = _DEFAULTS.k8s_service_account
+    executor_instances: int = _DEFAULTS.k8s_executor_instances
+    max_executors: int = _DEFAULTS.k8s_max_executors  # > 0: dynamic allocation from executor_instances up to this
+    driver: PodResources = PodResources(_DEFAULTS.k8s_driver_cores, _DEFAULTS.k8s_driver_memory)
+    executor: PodResources = PodResources(_DEFAULTS.k8s_executor_cores, _DEFAULTS.k8s_executor_memory)
+    aws_region: str = _DEFAULTS.aws_region
     ttl_s: int = 3600  # the operator deletes a finished app even if this process died first
     extra_conf: Mapping[str, str] = field(default_factory=dict)
     # The Secret key the IP hash key comes from ("" = not needed): the driver gets it as an env

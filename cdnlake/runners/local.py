@@ -42,7 +42,8 @@ class InProcessRunner:
 
     _lock = threading.Lock()
 
-    def __init__(self, master: str, driver_memory: str = "4g", extra_conf: dict[str, str] | None = None,
+    def __init__(self, master: str, driver_memory: str = Settings.spark_driver_memory,
+                 extra_conf: dict[str, str] | None = None,
                  ip_hash_key: str = "", log_dir: str | None = None) -> None:  # fmt: skip
         self.master = master
         self.conf = {"spark.driver.memory": driver_memory, **(extra_conf or {})}
