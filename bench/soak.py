@@ -120,8 +120,9 @@ def generate(landing: Path, dates: list[dt.date], distributions: int, rows: int,
 
 
 def run_passes(settings: Any, dates: list[dt.date]) -> list[dict[str, Any]]:
+    from cdnlake.prefect_defaults import local_prefect
     from cdnlake.services import build_services, use_services
-    from flows.daily import cdn_daily, local_prefect
+    from flows.daily import cdn_daily
 
     services = build_services(settings)  # one runner (one SparkSession) for every pass, as a long-lived worker
     records: list[dict[str, Any]] = []

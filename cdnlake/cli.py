@@ -146,9 +146,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from cdnlake.prefect_defaults import local_prefect
     from cdnlake.runners.local import start_spark_early
     from cdnlake.services import build_services, use_services
-    from flows.daily import cdn_daily, local_prefect
+    from flows.daily import cdn_daily
 
     services = build_services(_settings(args))
     settings = services.settings
@@ -165,9 +166,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from cdnlake.prefect_defaults import local_prefect
     from cdnlake.runners.local import start_spark_early
     from cdnlake.services import build_services, use_services
-    from flows.daily import cdn_backfill, local_prefect
+    from flows.daily import cdn_backfill
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
@@ -213,7 +215,7 @@ def cmd_analyze_misses(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from cdnlake.demo import run_demo
-    from flows.daily import local_prefect
+    from cdnlake.prefect_defaults import local_prefect
 
     with local_prefect(args.verbose):
         return run_demo(load_settings())

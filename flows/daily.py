@@ -26,7 +26,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from prefect import flow, task
@@ -297,27 +297,4 @@ def cdn_backfill(
     return summary
 
 
-def local_prefect(verbose: bool = False) -> AbstractContextManager[Any]:
-    """Prefect defaults for the command line: the one place cdnlake sets PREFECT_* values.
-
-    Only defaults (an explicit PREFECT_* variable or profile wins). Without PREFECT_API_URL,
-    Prefect 3 starts a temporary API server in a subprocess: its 20 s start-up timeout is too
-    short on a busy 2-core machine (we measured 45 s), and its telemetry job competes with the
-    run for the SQLite file ("database is locked"). Prefect's INFO line per task state repeats
-    our progress lines, so its loggers go to WARNING unless -v.
-    """
-    from prefect.settings import (
-        PREFECT_SERVER_ANALYTICS_ENABLED,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
-    )
-
-    if not verbose:
-        # Prefect configured its loggers when it was imported; adjusting the level is enough.
-        logging.getLogger("prefect").setLevel(logging.WARNING)
-    return temporary_settings(
-        set_defaults={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180, PREFECT_SERVER_ANALYTICS_ENABLED: False}
-    )
-
-
-__all__ = ["BackfillError", "cdn_backfill", "cdn_daily", "cdn_rerun", "local_prefect"]
+__all__ = ["BackfillError", "cdn_backfill", "cdn_daily", "cdn_rerun"]

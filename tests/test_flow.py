@@ -664,9 +664,11 @@ def test_sequential_backfill_lists_failed_dates(fakes: Fakes, tmp_path: Path) ->
 def test_local_prefect_sets_defaults_only() -> None:
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as TIMEOUT
 
+    from cdnlake.prefect_defaults import local_prefect
+
     level = logging.getLogger("prefect").level
     try:
-        with daily.local_prefect(verbose=True):
+        with local_prefect(verbose=True):
             assert TIMEOUT.value() == 180
     finally:
         logging.getLogger("prefect").setLevel(level)
