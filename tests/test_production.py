@@ -198,7 +198,8 @@ def test_nothing_written_outside_the_configured_places(production: dict[str, Any
 def test_weekly_cache_miss_flow_writes_its_outputs_to_s3(production: dict[str, Any], runs: dict[str, Any]) -> None:
     from flows.weekly import cdn_weekly_misses
 
-    result = cdn_weekly_misses(end=D)
+    with use_services(build_services(load_settings(), runner=production["runner"])):  # the shared session
+        result = cdn_weekly_misses(end=D)
     prefix = f"reports/misses/{D - dt.timedelta(days=6)}_{D}/"
     names = ("miss_report.pdf", "miss_rules.csv", "top_missed_objects.csv")
     assert s3_keys(production["url"], prefix) == [f"{prefix}{name}" for name in names]
