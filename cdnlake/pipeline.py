@@ -177,7 +177,7 @@ def build_report(services: Services, data: Any) -> dict[str, Any]:
     The files are rendered in a private temporary folder, then put into the reports store; the
     CSV and PDF bytes come back too (`attachments`) for the e-mail of the same run.
     """
-    from reporting.outputs import summary_dict, write_outputs
+    from reporting.outputs import CSV_NAME, PDF_NAME, summary_dict, write_outputs
 
     uris, attachments = {}, {}
     with tempfile.TemporaryDirectory(prefix="cdnlake-report-") as staging:
@@ -186,7 +186,8 @@ def build_report(services: Services, data: Any) -> dict[str, Any]:
             content = path.read_bytes()
             services.reports.write(key, content)
             uris[kind] = services.reports.uri(key)
-            attachments[path.name] = content
+            if path.name in (CSV_NAME, PDF_NAME):  # what the e-mail attaches
+                attachments[path.name] = content
     return {"paths": uris, "summary": summary_dict(data), "attachments": attachments}
 
 

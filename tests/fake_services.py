@@ -71,6 +71,7 @@ class FakeSender:
 
     def __init__(self) -> None:
         self.dates: list[str] = []
+        self.messages: list[EmailMessage] = []
         self._lock = threading.Lock()
 
     def send(self, message: EmailMessage, recipients: Any) -> str:
@@ -78,7 +79,13 @@ class FakeSender:
 
         with self._lock:
             self.dates.append(str(message[REPORT_DATE_HEADER]))
+            self.messages.append(message)
             return f"<fake-{len(self.dates)}@example.com>"
+
+    def attachments(self, index: int = -1) -> dict[str, bytes]:
+        """File name -> bytes of the attachments of a message it was given."""
+        message = self.messages[index]
+        return {str(part.get_filename()): part.get_payload(decode=True) for part in message.iter_attachments()}
 
 
 @dataclass
