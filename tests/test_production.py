@@ -136,6 +136,26 @@ def production(spark: Any, slack: tuple[str, list[bytes]],
                 hadoop.unset(f"fs.s3a.bucket.{BUCKET}.{key}")
 
 
+def count_source_lists(mp: pytest.MonkeyPatch) -> list[str]:
+    """Every LIST request (V1 or V2) the moto server answers for a prefix under the source, from
+    boto3 (the flow) or s3a (a Spark job): the prefixes asked for, in order."""
+    from moto.s3.responses import S3Response
+
+    asked: list[str] = []
+    for name in ("list_objects", "list_objects_v2"):
+        answer = getattr(S3Response, name)
+
+        def counted(self: Any, answer: Any = answer) -> Any:
+            prefix = self._get_querystring(self.request, self.uri).get("prefix", [b""])[0] or b""
+            prefix = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
+            if self.bucket_name == BUCKET and prefix.startswith("cloudfront"):
+                asked.append(prefix)
+            return answer(self)
+
+        mp.setattr(S3Response, name, counted)
+    return asked
+
+
 @pytest.fixture(scope="module")
 def runs(production: dict[str, Any]) -> dict[str, Any]:
     """The daily flow for D, again, then with resend_email; e-mails counted after each.
@@ -146,17 +166,35 @@ def runs(production: dict[str, Any]) -> dict[str, Any]:
     each real Spark stage on s3a costs minutes on a busy 2-core machine, and what the re-runs test
     is the check, report and e-mail stages against S3 and SES.
     """
-    result: dict[str, Any] = {"emails": [], "seconds": [], "summaries": []}
+    result: dict[str, Any] = {"emails": [], "seconds": [], "summaries": [], "source_lists": []}
     real = build_services(load_settings(), runner=production["runner"])  # CDNLAKE_* of the fixture
     for services, resend in ((real, False), (real.replace(runner=FakeRunner()), False),
                              (real.replace(runner=FakeRunner()), True)):  # fmt: skip
         started = time.monotonic()
-        with use_services(services):
+        with use_services(services), pytest.MonkeyPatch.context() as mp:
+            asked = count_source_lists(mp)
             result["summaries"].append(daily.cdn_daily(date=D, resend_email=resend))
+        result["source_lists"].append(asked)
         result["seconds"].append(round(time.monotonic() - started, 1))
         result["emails"].append(sent_emails() - production["emails_before"])
     print(f"production runs took {result['seconds']} s")
     return result
+
+
+def test_the_source_is_listed_once_per_run_on_s3(production: dict[str, Any], runs: dict[str, Any]) -> None:
+    """One listing of the source per run (one LIST page: this day has fewer than 1,000 keys), though
+    the first run also ingested with real Spark jobs on s3a: they read the run's listing.
+
+    s3a's status probe of each file Spark reads (a LIST for `<key>/`, is it a folder?) enumerates
+    nothing; it is told apart, and counted, so a listing through Hadoop (`cloudfront/`) would show."""
+    landing = production["root"] / "landing"
+    keys = {f"cloudfront/{p.relative_to(landing).as_posix()}" for p in landing.rglob("*.gz")}
+    first, *reruns = runs["source_lists"]
+    listings = [prefix for prefix in first if prefix.rstrip("/") not in keys]
+    probes = len(first) - len(listings)
+    print(f"LIST requests under the source in the first run: {len(listings)} listing(s), {probes} file probe(s)")
+    assert listings == ["cloudfront"]
+    assert reruns == [["cloudfront"], ["cloudfront"]]  # the fake runner reads nothing
 
 
 def test_exactly_one_email_per_date_unless_resent(runs: dict[str, Any]) -> None:
