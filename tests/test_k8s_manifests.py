@@ -197,7 +197,8 @@ def test_overlays_annotate_both_service_accounts_for_irsa() -> None:
 def test_spark_application_templates_match_the_runner(job: str) -> None:
     (doc,) = load(K8S / "spark-apps" / f"{job}.yaml")
     # The run's one application (spark_jobs/job_loop.py) is named after the run, not a job.
-    assert doc["metadata"]["generateName"] == ("cdnlake-run-" if job == LOOP_JOB else f"cdnlake-{job.replace('_', '-')}-")
+    prefix = "cdnlake-run-" if job == LOOP_JOB else f"cdnlake-{job.replace('_', '-')}-"
+    assert doc["metadata"]["generateName"] == prefix
     built = spark_application(job, doc["spec"]["arguments"], "x", AppConfig())
     assert (doc["apiVersion"], doc["kind"]) == (built["apiVersion"], built["kind"])
     assert doc["spec"] == built["spec"], f"regenerate: python -m cdnlake.runners.kubernetes {job} <arguments>"
