@@ -40,12 +40,14 @@ class FakeOperator:
     """SparkApplications whose driver serves `<run folder>/NNNN.request.json` with `respond`.
 
     `die_after`: the driver dies (state FAILED) after serving that many requests; `stuck`: it
-    never answers; `stops`: it finishes (COMPLETED) when `done` appears in its folder.
+    never answers; `stops`: it finishes (COMPLETED) when `done` appears in its folder; `idles`:
+    the first driver stops for want of requests just before the first one arrives.
     """
 
     def __init__(self, store: LocalStore, respond: Callable[[dict[str, Any]], dict[str, Any]] = answer,
-                 die_after: int | None = None, stuck: bool = False, stops: bool = True) -> None:  # fmt: skip
-        self.store, self.respond = store, respond
+                 die_after: int | None = None, stuck: bool = False, stops: bool = True, idles: bool = False,
+                 ) -> None:  # fmt: skip
+        self.store, self.respond, self.idles = store, respond, idles
         self.die_after, self.stuck, self.stops = die_after, stuck, stops
         self.created: list[dict[str, Any]] = []
         self.deleted: list[str] = []
@@ -69,6 +71,11 @@ class FakeOperator:
             self.states[name] = "RUNNING"
             folder = self.folder(name)
             keys = self.store.list(folder)
+            if self.idles:
+                self.idles = False
+                self.store.write(f"{folder}/exit.json", b'{"reason": "idle for 600s", "served": 0}')
+                self.states[name] = "COMPLETED"
+                continue
             for key in (k for k in keys if k.endswith(".request.json")):
                 result = key.replace(".request.json", ".result.json")
                 if self.stuck or result in keys:
@@ -278,3 +285,12 @@ def test_the_in_process_runner_has_nothing_to_start() -> None:
     with runner.application("r") as app:
         assert app is None
     assert runner._spark is None  # no session was started for it
+
+
+def test_a_driver_that_went_idle_before_the_request_is_replaced_without_failing_the_job(tmp_path: Path) -> None:
+    runner, api, _ = make(tmp_path, idles=True)
+    with runner.application("r") as app:
+        assert runner.run_job(COMPACT) == {"job": "compact", "argv": COMPACT.to_argv()}
+    assert len(api.created) == 2 and api.deleted == app.names  # the idle one, then the one that answered
+    first = tmp_path / "warehouse" / "_cdnlake_runs" / app.names[0]
+    assert not (first / "0001.result.json").exists()  # the request was never run twice

@@ -305,3 +305,11 @@ def test_hash_key_reaches_the_ingest_driver_from_the_secret_not_the_spec(fake_ku
     assert "CDNLAKE_IP_HASH_KEY" not in json.dumps(aggregate)  # only the job that hashes gets it
     plain = runner_for(load_settings({}, spark_runner="kubernetes"))
     assert "CDNLAKE_IP_HASH_KEY" not in json.dumps(spark_application("ingest", [], "n", plain.config))
+
+
+def test_runner_for_kubernetes_puts_run_folders_under_the_warehouse(fake_kubernetes: list[str]) -> None:
+    runner = runner_for(load_settings({}, spark_runner="kubernetes", warehouse="s3a://bucket/wh/"))
+    assert isinstance(runner, KubernetesRunner) and runner.runs_store is not None
+    store = runner.runs_store()  # made on first use: a per-job run never builds an S3 client for it
+    assert store.location == "s3://bucket/wh/_cdnlake_runs"
+    assert store.uri("app-1") == "s3://bucket/wh/_cdnlake_runs/app-1"  # the driver reads it through s3a

@@ -49,6 +49,10 @@ class RunTiming:
     stop_timeout_s: float = 120.0  # how long to wait for the driver to finish after `done`
 
 
+class DriverWentIdle(JobFailedError):
+    """The driver stopped for want of requests before it read this one: sending it again is safe."""
+
+
 def active_application(runner: Any) -> RunApplication | None:
     """The current run's application, if it was started with the same application settings."""
     app = _ACTIVE.get()
@@ -84,9 +88,6 @@ class RunApplication:
     def name(self) -> str:
         return self.names[-1]
 
-    def folder_uri(self, name: str | None = None) -> str:
-        return self.store.uri(name or self.name)
-
     def start(self) -> None:
         name = app_label(f"cdnlake-run-{self.run_id[:8]}" if self.run_id else "cdnlake-run")
         args = ["--run-folder", self.store.uri(name), "--idle-timeout", str(self.runner.config.loop_idle_s)]
@@ -97,14 +98,21 @@ class RunApplication:
 
     def run_job(self, params: JobParams) -> dict[str, Any]:
         with self._lock:
-            if self.dead:
-                log.warning("SparkApplication %s ended (%s): starting a new one", self.name, self.dead)
-                self.start()
-            self.requests += 1
-            number, request = self.requests, {"job": params.job, "argv": params.to_argv()}
-            self.store.create(f"{self.name}/{request_name(number)}", json.dumps(request, indent=2).encode())
-            log.info("spark job %s %s: request %04d of %s", params.job, " ".join(request["argv"]), number, self.name)
-            return self._await(params.job, number)
+            try:
+                return self._request(params)
+            except DriverWentIdle as exc:  # e.g. a long wait between stages: it never saw the request
+                log.warning("%s; sending the request to a new SparkApplication", str(exc).splitlines()[0])
+                return self._request(params)
+
+    def _request(self, params: JobParams) -> dict[str, Any]:
+        if self.dead:
+            log.warning("SparkApplication %s ended (%s): starting a new one", self.name, self.dead)
+            self.start()
+        self.requests += 1
+        number, request = self.requests, {"job": params.job, "argv": params.to_argv()}
+        self.store.create(f"{self.name}/{request_name(number)}", json.dumps(request, indent=2).encode())
+        log.info("spark job %s %s: request %04d of %s", params.job, " ".join(request["argv"]), number, self.name)
+        return self._await(params.job, number)
 
     def _read_result(self, number: int) -> dict[str, Any] | None:
         data = self.store.read(f"{self.name}/{result_name(number)}")
@@ -126,7 +134,7 @@ class RunApplication:
                     found = self._read_result(number)  # written just before the driver stopped?
                     if found is not None:
                         return _job_result(job, name, number, found)
-                    raise self._ended(job, state, status)
+                    raise self._ended(job, number, state, status)
                 next_state = runner.clock() + runner.poll_s
             if runner.clock() >= deadline:
                 why = f"timed out after {runner.timeout_s:g}s (last state {state or 'NEW'})"
@@ -135,13 +143,15 @@ class RunApplication:
                 raise JobFailedError(runner.failure_message(job, name, why, status))
             runner.sleep(self.timing.result_poll_s)
 
-    def _ended(self, job: str, state: str, status: dict[str, Any]) -> JobFailedError:
-        exit_note = self.store.read(f"{self.name}/{EXIT}")
-        why = f"{state} before answering" + (f" (driver: {json.loads(exit_note)['reason']})" if exit_note else "")
+    def _ended(self, job: str, number: int, state: str, status: dict[str, Any]) -> JobFailedError:
+        found = self.store.read(f"{self.name}/{EXIT}")
+        exit_note = dict(json.loads(found)) if found else {}
+        why = f"{state} before answering" + (f" (driver: {exit_note['reason']})" if exit_note else "")
         self.dead = why
         message = self.runner.failure_message(job, self.name, why, status)
         self.runner.delete_app(self.name)
-        return JobFailedError(message)
+        idle = str(exit_note.get("reason", "")).startswith("idle") and int(exit_note.get("served", 0)) < number
+        return DriverWentIdle(message) if idle else JobFailedError(message)
 
     def stop(self) -> None:
         """`done`, a bounded wait for the driver to finish, then the application is deleted."""
