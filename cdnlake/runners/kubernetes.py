@@ -27,10 +27,12 @@ from kubernetes.client.exceptions import ApiException
 from cdnlake.runners import k8s_run
 from cdnlake.runners.jobs import JOBS, JobFailedError, JobParams
 from cdnlake.runners.k8s_manifest import (
+    APP_ROOT,
     DONE,
     FAILED,
     GROUP,
     HASH_KEY_ENV,
+    IVY_SETTINGS,
     LOOP_JOB,
     MAX_NAME,
     PLURAL,
@@ -41,6 +43,7 @@ from cdnlake.runners.k8s_manifest import (
     run_name,
     runs_location,
     spark_application,
+    spark_conf,
 )
 from cdnlake.settings import Settings
 from cdnlake.storage import Store
@@ -48,8 +51,8 @@ from cdnlake.storage import Store
 log = logging.getLogger(__name__)
 
 # What callers and tests import from here (the manifests themselves are built in k8s_manifest).
-__all__ = ["MAX_NAME", "AppConfig", "KubernetesRunner", "PodResources", "app_label", "parse_result", "run_name",
-           "spark_application"]  # fmt: skip
+__all__ = ["APP_ROOT", "IVY_SETTINGS", "MAX_NAME", "AppConfig", "KubernetesRunner", "PodResources", "app_label",
+           "parse_result", "run_name", "spark_application", "spark_conf"]  # fmt: skip
 
 
 def parse_result(log_text: str) -> dict[str, Any] | None:
