@@ -45,7 +45,7 @@ _ACTIVE: ContextVar[RunApplication | None] = ContextVar("cdnlake_run_application
 
 @dataclass(frozen=True)
 class RunTiming:
-    result_poll_s: float = 1.0  # how often the result file is looked for (state: the runner's poll_s)
+    result_poll_s: float = 0.5  # how often the result file is looked for (state: the runner's poll_s)
     stop_timeout_s: float = 120.0  # how long to wait for the driver to finish after `done`
 
 
