@@ -35,7 +35,8 @@ from spark_jobs.contract import location, to_hadoop_uri
 from spark_jobs.errors import summarize_spark_error
 from spark_jobs.params import PARAMS
 
-log = logging.getLogger(__name__)
+# Named, not __name__: under spark-submit this file is __main__, and operators grep the driver log for it.
+log = logging.getLogger("spark_jobs.job_loop")
 
 DONE = "done"
 EXIT = "exit.json"
@@ -163,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from spark_jobs.session import build_session
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)  # one line per request in the driver log; py4j's chatter stays out
     spark = build_session(master=None, app_name="cdnlake-run")
     try:
         summary = serve(spark, args.run_folder, LoopTiming(idle_timeout_s=args.idle_timeout))
