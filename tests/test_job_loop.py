@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -187,3 +189,20 @@ def test_the_kubernetes_runner_and_the_loop_together(spark: Any, tmp_path: Path)
     ]
     assert not api.threads[app.name].is_alive()  # `done` ended the driver before the delete
     assert json.loads(store.read(f"{app.name}/exit.json") or b"") == {"reason": "done", "served": 2}
+
+
+def test_the_entry_point_as_spark_submit_starts_it(tmp_path: Path) -> None:
+    """`python -m spark_jobs.job_loop` in its own local[1] driver: a queued request, then `done`."""
+    from tests.test_faults import ROOT, job_env
+
+    store = LocalStore(tmp_path / "runs")
+    request = {"job": "compact", "argv": CompactParams(DAY, str(tmp_path / "empty")).to_argv()}
+    store.create("app/0001.request.json", json.dumps(request).encode())
+    store.write("app/done", b"")  # queued requests are served before `done` is honoured
+    done = subprocess.run([sys.executable, "-m", "spark_jobs.job_loop", "--run-folder", store.uri("app")], cwd=ROOT,
+                          env=job_env(), capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"reason": "done", "served": 1}
+    result = json.loads(store.read("app/0001.result.json") or b"")
+    assert result["ok"] and result["result"]["tables"] == {}
+    assert "spark_jobs.job_loop: request 0001: compact --date 2024-05-01" in done.stderr  # the driver log's line
