@@ -1,7 +1,9 @@
 """Spark jobs as SparkApplications of the Kubeflow Spark Operator (`sparkoperator.k8s.io/v1beta2`).
 
 The job is the same `spark_jobs/<job>.py` module as in local mode, started by the operator from
-the image (`local:///opt/cdnlake/spark_jobs/<job>.py`) with the same arguments.
+the image (`local:///opt/cdnlake/spark_jobs/<job>.py`) with the same arguments: one
+SparkApplication per job. Inside `application(run_id)` the jobs go instead to one
+SparkApplication for the whole run (cdnlake/runners/k8s_run.py, spark_jobs/job_loop.py).
 
 How the result comes back: `spark_jobs.args.run_main` prints the job's JSON result on stdout as
 its last act, so the runner reads the driver pod's log (`status.driverInfo.podName`) once the
