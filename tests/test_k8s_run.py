@@ -131,7 +131,8 @@ def make(tmp_path: Path, timeout_s: float = 600, **operator: Any) -> tuple[Kuber
     return runner, api, clock
 
 
-def test_one_application_serves_every_job_of_the_run(tmp_path: Path) -> None:
+def test_one_application_serves_every_job_of_the_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="cdnlake.runners.k8s_run")
     runner, api, _ = make(tmp_path)
     jobs = [INGEST, COMPACT, AGGREGATE, RECONCILE]
     with runner.application("0f3c9a1e-7b2d-4c55-9d7e-2a1b3c4d5e6f") as app:
@@ -146,6 +147,10 @@ def test_one_application_serves_every_job_of_the_run(tmp_path: Path) -> None:
         "0003.result.json", "0004.request.json", "0004.result.json", "exit.json"]  # fmt: skip
     assert (folder / "done").exists()  # written on leaving the context ...
     assert api.states[name] == "DELETED" and api.deleted == [name]  # ... then the driver stopped and was deleted
+    # What the start cost, in the flow's log: the fake driver runs from the first 0.5 s sleep on, and
+    # the next state poll is when the second job starts waiting.
+    assert f"SparkApplication {name}: SUBMITTED, 0.0 s after it was created" in caplog.text
+    assert f"SparkApplication {name}: RUNNING, 0.5 s after it was created" in caplog.text
 
 
 def test_the_application_manifest_runs_the_loop_on_the_run_folder(tmp_path: Path) -> None:

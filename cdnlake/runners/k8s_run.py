@@ -82,6 +82,7 @@ class RunApplication:
         self.names: list[str] = []  # every application started for the run (more than one after a death)
         self.requests = 0
         self.dead = ""  # why the current application takes no more requests
+        self.state, self.created_at = "", 0.0  # the operator's last state; for the log of what a start costs
         self._lock = threading.Lock()  # one request at a time: the driver serves them in order
 
     @property
@@ -93,7 +94,7 @@ class RunApplication:
         args = ["--run-folder", self.store.uri(name), "--idle-timeout", str(self.runner.config.loop_idle_s)]
         self.runner.create_app(LOOP_JOB, args, name)
         self.names.append(name)
-        self.requests, self.dead = 0, ""
+        self.requests, self.dead, self.state, self.created_at = 0, "", "", self.runner.clock()
         log.info("Spark jobs of run %s go to SparkApplication %s (run folder %s)", self.run_id, name, args[1])
 
     def run_job(self, params: JobParams) -> dict[str, Any]:
@@ -130,6 +131,10 @@ class RunApplication:
             if runner.clock() >= next_state:
                 status, errors = runner.poll_status(job, name, status, errors)
                 state = (status.get("applicationState") or {}).get("state", "")
+                if state != self.state:
+                    self.state = state
+                    log.info("SparkApplication %s: %s, %.1f s after it was created", name, state or "NEW",
+                             runner.clock() - self.created_at)  # fmt: skip
                 if state in ENDED:
                     found = self._read_result(number)  # written just before the driver stopped?
                     if found is not None:
