@@ -113,6 +113,10 @@ def bench_day(rows: int, full_run: bool = False) -> dict[str, object]:
             )  # fmt: skip
         except RuntimeError as exc:
             run_error = str(exc)
+    run_stages = None
+    summary_file = work / "run-reports" / DATE.isoformat() / "summary.json"
+    if run_wall and summary_file.exists():  # where the run's time went, as the run itself measured it
+        run_stages = json.loads(summary_file.read_text()).get("stage_seconds")
     duck = json.loads(duck_out.split("RESULT ", 1)[1])
     fast = json.loads(fast_out.split("RESULT ", 1)[1])
     spark = json.loads(spark_out.split("RESULT ", 1)[1])
@@ -122,7 +126,7 @@ def bench_day(rows: int, full_run: bool = False) -> dict[str, object]:
         "zcat_s": zcat_s, "zcat_rss": zcat_rss, "fast": fast, "fast_rss": fast_rss, "fast_wall": fast_wall,
         "fast_agrees": fast["hourly"] == duck["hourly"], "duck": duck, "duck_rss": duck_rss, "duck_wall": duck_wall,
         "spark": spark, "spark_rss": spark_rss, "spark_wall": spark_wall, "agree": agree,
-        "run_wall": run_wall, "run_rss": run_rss, "run_error": run_error,
+        "run_wall": run_wall, "run_rss": run_rss, "run_error": run_error, "run_stages": run_stages,
         "duck_out_mb": dir_size(work / "duckdb_parquet") / 1e6,
         "fast_out_mb": dir_size(work / "duckdb_fast_parquet") / 1e6,
         "spark_out_mb": dir_size(work / "warehouse" / "cdn_logs") / 1e6,

@@ -80,6 +80,23 @@ def summary_dict(data: ReportData) -> dict[str, Any]:
     return summary
 
 
+def summary_json(summary: dict[str, Any]) -> bytes:
+    """summary.json's bytes: indented UTF-8 (Japanese stays readable), one trailing newline."""
+    return (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def with_stage_seconds(summary: bytes, durations: dict[str, float], run_seconds: float) -> bytes:
+    """summary.json with the seconds each stage took (`stage_seconds`, in stage order) and the run's.
+
+    The report is written before the e-mail stage ends, so the flow adds these at the end of the
+    run; a summary written by `cdnlake report` alone has neither key.
+    """
+    figures = json.loads(summary)
+    figures["stage_seconds"] = {stage: round(float(s), 2) for stage, s in durations.items()}
+    figures["run_seconds"] = round(float(run_seconds), 2)
+    return summary_json(figures)
+
+
 def _write_atomic(path: Path, payload: bytes) -> None:
     # A re-run must never leave a half-written report that the e-mail step would attach.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -100,7 +117,6 @@ def write_outputs(data: ReportData, out_dir: Path, font_path: str | None = None)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / CSV_NAME, "summary": out_dir / SUMMARY_NAME, "pdf": out_dir / PDF_NAME}
     _write_atomic(paths["csv"], statistics_csv(data.hourly).encode("utf-8"))
-    summary = json.dumps(summary_dict(data), indent=2, ensure_ascii=False)
-    _write_atomic(paths["summary"], (summary + "\n").encode("utf-8"))
+    _write_atomic(paths["summary"], summary_json(summary_dict(data)))
     _write_atomic(paths["pdf"], build_pdf(data, font_path=font_path))
     return paths

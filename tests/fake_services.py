@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -45,6 +46,9 @@ class FakeRunner:
             self.calls.append(params)
         answer = self.results.get(params.job)
         return answer(params) if answer else {}
+
+    def application(self, run_id: str = "") -> AbstractContextManager[None]:
+        return nullcontext()  # nothing to start: like the in-process runner
 
     def jobs(self) -> list[tuple[str, str]]:
         """(job, date) of every call, in order."""

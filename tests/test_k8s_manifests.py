@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
+from cdnlake.runners.k8s_manifest import LOOP_JOB
 from cdnlake.runners.kubernetes import AppConfig, spark_application
 from cdnlake.runners.local import JOBS
 from cdnlake.settings import Settings, load_settings
@@ -192,10 +193,12 @@ def test_overlays_annotate_both_service_accounts_for_irsa() -> None:
     assert all(sa["metadata"]["labels"]["cdnlake.io/irsa"] == "true" for sa in objects("ServiceAccount").values())
 
 
-@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("job", [*JOBS, LOOP_JOB])
 def test_spark_application_templates_match_the_runner(job: str) -> None:
     (doc,) = load(K8S / "spark-apps" / f"{job}.yaml")
-    assert doc["metadata"]["generateName"] == f"cdnlake-{job.replace('_', '-')}-"
+    # The run's one application (spark_jobs/job_loop.py) is named after the run, not a job.
+    prefix = "cdnlake-run-" if job == LOOP_JOB else f"cdnlake-{job.replace('_', '-')}-"
+    assert doc["metadata"]["generateName"] == prefix
     built = spark_application(job, doc["spec"]["arguments"], "x", AppConfig())
     assert (doc["apiVersion"], doc["kind"]) == (built["apiVersion"], built["kind"])
     assert doc["spec"] == built["spec"], f"regenerate: python -m cdnlake.runners.kubernetes {job} <arguments>"

@@ -309,6 +309,14 @@ def test_hash_key_reaches_the_ingest_driver_from_the_secret_not_the_spec(fake_ku
     assert "CDNLAKE_IP_HASH_KEY" not in json.dumps(spark_application("ingest", [], "n", plain.config))
 
 
+def test_build_runner_kubernetes_puts_run_folders_under_the_warehouse(fake_kubernetes: list[str]) -> None:
+    runner = build_runner(load_settings({}, spark_runner="kubernetes", warehouse="s3a://bucket/wh/"))
+    assert isinstance(runner, KubernetesRunner) and runner.runs_store is not None
+    store = runner.runs_store()  # made on first use: a per-job run never builds an S3 client for it
+    assert store.location == "s3://bucket/wh/_cdnlake_runs"
+    assert store.uri("app-1") == "s3://bucket/wh/_cdnlake_runs/app-1"  # the driver reads it through s3a
+
+
 # ---------------------------------------------------------------- the ingest's file list (issue 15, item 4)
 LISTED = tuple(ListedFile(f"s3://logs/cf/E1ABC.2024-07-13-{h:02d}.a{i}.gz", 1000 + i, 1720828800000 + h)
                for h in range(24) for i in range(100))  # fmt: skip
@@ -316,17 +324,17 @@ LISTED = tuple(ListedFile(f"s3://logs/cf/E1ABC.2024-07-13-{h:02d}.a{i}.gz", 1000
 
 def test_a_listed_ingest_reads_its_files_from_a_document_next_to_the_warehouse(tmp_path: Path) -> None:
     """2,400 files do not go on the driver's command line: the runner writes them as JSON into the
-    warehouse's store and passes --files-from; the document holds exactly the listed files."""
+    warehouse's run folders and passes --files-from; the document holds exactly the listed files."""
     store = LocalStore(tmp_path / "warehouse")
     api = FakeCustomObjects(["COMPLETED"])
-    result = make_runner(api, FakeCore(), file_lists=store).run_job(PARAMS.replace(files=LISTED))
+    result = make_runner(api, FakeCore(), runs_store=lambda: store).run_job(PARAMS.replace(files=LISTED))
     assert result == RESULT
     (created,) = api.created
     arguments = created["spec"]["arguments"]
     at = arguments.index("--files-from")
     uri = arguments[at + 1]
-    (key,) = store.list("_cdnlake_file_lists/")
-    assert uri == store.uri(key) and key.startswith("_cdnlake_file_lists/2024-07-13-")
+    (key,) = store.list("file-lists/")
+    assert uri == store.uri(key) and key.startswith("file-lists/2024-07-13-")
     written = json.loads((tmp_path / "warehouse" / key).read_text(encoding="utf-8"))
     assert len(written) == 2400 and written[0] == {"uri": "s3://logs/cf/E1ABC.2024-07-13-00.a0.gz", "size": 1000,
                                                    "modified_ms": 1720828800000}  # fmt: skip
@@ -336,7 +344,7 @@ def test_a_listed_ingest_reads_its_files_from_a_document_next_to_the_warehouse(t
 
 def test_a_listed_ingest_without_a_store_fails_before_submitting() -> None:
     api = FakeCustomObjects(["COMPLETED"])
-    with pytest.raises(JobFailedError, match="a file list needs a store"):
+    with pytest.raises(JobFailedError, match="a file list needs the warehouse's run folders"):
         make_runner(api, FakeCore()).run_job(PARAMS.replace(files=LISTED[:1]))
     assert api.created == []
 
@@ -344,5 +352,5 @@ def test_a_listed_ingest_without_a_store_fails_before_submitting() -> None:
 def test_an_unlisted_ingest_goes_unchanged(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "warehouse")
     api = FakeCustomObjects(["COMPLETED"])
-    make_runner(api, FakeCore(), file_lists=store).run_job(PARAMS)
+    make_runner(api, FakeCore(), runs_store=lambda: store).run_job(PARAMS)
     assert api.created[0]["spec"]["arguments"] == ARGS and store.list("") == []

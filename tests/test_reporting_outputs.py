@@ -144,3 +144,19 @@ def test_sample_is_deterministic_and_consistent():
     assert int(one.distro_daily["request_count"].sum()) == int(day["request_count"].sum())
     q = one.quality
     assert q["lines_read"] == q["loaded"] + q["rejected"]
+
+
+def test_stage_seconds_are_added_to_an_existing_summary() -> None:
+    from reporting.outputs import with_stage_seconds
+
+    written = '{\n  "date": "2024-06-09",\n  "peak_text": "ピーク"\n}\n'.encode()
+    updated = with_stage_seconds(written, {"check": 0.514, "ingest": 12.0, "email": 1}, 20.456)
+    figures = json.loads(updated)
+    assert figures == {
+        "date": "2024-06-09",
+        "peak_text": "ピーク",
+        "stage_seconds": {"check": 0.51, "ingest": 12.0, "email": 1.0},
+        "run_seconds": 20.46,
+    }
+    assert list(figures["stage_seconds"]) == ["check", "ingest", "email"]  # stage order kept
+    assert "ピーク".encode() in updated and updated.endswith(b"}\n")  # readable, as the report wrote it

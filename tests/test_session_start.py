@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -87,5 +88,8 @@ def test_no_early_start_on_kubernetes() -> None:
     class Submitting:  # a runner that submits jobs elsewhere (Kubernetes): no session here to start
         def run_job(self, params: object) -> dict[str, object]:
             return {}
+
+        def application(self, run_id: str = "") -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
 
     assert runner.start_spark_early(Submitting()) is None

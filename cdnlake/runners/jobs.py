@@ -6,7 +6,10 @@ import this module and not each other.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
+
+from spark_jobs.errors import summarize_spark_error
 
 # The job registry is spark_jobs/params.py (Spark-free): a job is known by its parameter class.
 from spark_jobs.params import JOBS, JobParams
@@ -18,23 +21,12 @@ class JobFailedError(RuntimeError):
     """A Spark job failed; the message carries the job name and the cause."""
 
 
-def summarize_spark_error(exc: BaseException, limit: int = 400) -> str:
-    """One line for an operator from a JVM failure: the outermost Java error and its root cause.
-
-    Py4J's text is the JVM's whole stack trace (hundreds of lines); what matters is e.g.
-    `java.net.ConnectException: getFileStatus on s3a://bucket/x: ... Connection refused`.
-    """
-    java = getattr(exc, "java_exception", None)
-    if java is None:
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
-    chain: list[str] = []
-    while java is not None and len(chain) < 20:
-        message = str(java.getMessage() or "").strip().splitlines()
-        chain.append(f"{java.getClass().getName()}: {message[0] if message else ''}".strip())
-        java = java.getCause()
-    text = chain[0] if len(chain) == 1 or chain[-1] in chain[0] else f"{chain[0]} (cause: {chain[-1]})"
-    return text[:limit]
-
-
 class SparkRunner(Protocol):
     def run_job(self, params: JobParams) -> dict[str, Any]: ...
+
+    def application(self, run_id: str = "") -> AbstractContextManager[Any]:
+        """The jobs run inside this context share one Spark application (one driver start).
+
+        In-process runners already share their session: a no-op there. On Kubernetes one
+        SparkApplication serves every job of the context (cdnlake/runners/k8s_run.py)."""
+        ...

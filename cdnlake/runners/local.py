@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,10 @@ class InProcessRunner:
             return job.run(self.session(), params)
         except Py4JJavaError as exc:  # Python errors (e.g. a failed reconciliation) pass unchanged
             raise JobFailedError(f"{params.job}: {summarize_spark_error(exc)}") from exc
+
+    def application(self, run_id: str = "") -> AbstractContextManager[None]:
+        """The jobs of a run already share this process's session: nothing to start or stop."""
+        return nullcontext()
 
     def stop(self) -> None:
         with self._lock:
