@@ -151,11 +151,13 @@ def _run_stages(run: StageProgress, services: Services, date: dt.date, distribut
         _handle_anomalies(run, settings, check)
         plan = dates_to_ingest_task(services, date, distributions, listing)
         dates = plan.dates
-    with ExitStack() as date_locks, ExitStack() as writes:
+    with ExitStack() as date_locks, ExitStack() as writes, ExitStack() as spark_app:
         with run.stage("ingest"):  # waiting for (or failing on) another run's date lock shows here
             held = date_locks.enter_context(locks.date_locks(
                 settings, dates, flow_run_id(), on_wait=lambda text: run.event("warning", detail=text)))  # fmt: skip
             writes.enter_context(warehouse_writes())
+            # On Kubernetes the run's Spark jobs share one SparkApplication (cdnlake/runners/k8s_run.py).
+            spark_app.enter_context(services.runner.application(flow_run_id() or ""))
             ingested = {}
             for d in dates:
                 held.check()  # a run that lost a date's lock stops before its next write or e-mail
@@ -174,6 +176,7 @@ def _run_stages(run: StageProgress, services: Services, date: dt.date, distribut
         writes.close()  # the date locks stay: reconcile checks what this run wrote, the e-mail is once per date
         with run.stage("reconcile"):  # every date whose rows changed; a mismatch stops the run here
             reconciled = {d.isoformat(): reconcile_task(services, d, distributions) for d in dates}
+        spark_app.close()  # the report and the e-mail need no Spark
         with run.stage("report"):
             crosscheck = crosscheck_task(services, date, distributions)
             data = report_data_task(services, date, distributions, crosscheck, late)  # once: report and e-mail

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -39,16 +39,28 @@ class FakeRunner:
     def __init__(self, **results: JobResult) -> None:
         self.results: dict[str, JobResult] = {"ingest": ingested, "reconcile": reconciled} | results
         self.calls: list[JobParams] = []
+        self.applications: list[str] = []  # run ids of the application() contexts entered
+        self.in_application: list[bool] = []  # per call: inside an application() context?
+        self._open = 0
         self._lock = threading.Lock()
 
     def run_job(self, params: JobParams) -> dict[str, Any]:
         with self._lock:
             self.calls.append(params)
+            self.in_application.append(self._open > 0)
         answer = self.results.get(params.job)
         return answer(params) if answer else {}
 
-    def application(self, run_id: str = "") -> AbstractContextManager[None]:
-        return nullcontext()  # nothing to start: like the in-process runner
+    @contextmanager
+    def application(self, run_id: str = "") -> Iterator[None]:
+        with self._lock:
+            self.applications.append(run_id)
+            self._open += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._open -= 1
 
     def jobs(self) -> list[tuple[str, str]]:
         """(job, date) of every call, in order."""

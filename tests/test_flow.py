@@ -634,6 +634,18 @@ def test_reconciliation_failure_sends_no_email_and_alerts(fakes: Fakes, tmp_path
     assert ("running", "report") not in recorder.kinds()
 
 
+def test_the_spark_jobs_of_a_run_share_one_application(fakes: Fakes, tmp_path: Path) -> None:
+    """Ingest, compact, aggregate and reconcile run inside one runner.application(run id): on
+    Kubernetes one SparkApplication for the run (cdnlake/runners/k8s_run.py); the jobs get typed parameters."""
+    services = fakes.services(make_settings(tmp_path), source=fakes.good_source())
+    summary = run_flow(daily.cdn_daily, services, date=D)
+    runner = fakes.runner
+    assert runner.jobs() == [("ingest", str(D)), ("compact", str(D)), ("aggregate", str(D)), ("reconcile", str(D))]
+    assert runner.applications == [summary["flow_run_id"]] and all(runner.in_application)
+    (ingest,) = [p for p in runner.calls if p.job == "ingest"]
+    assert [f.uri for f in ingest.files] == [str(services.source.file)]  # the check's listing, handed over
+
+
 def test_concurrent_backfill_takes_turns_writing(fakes: Fakes, tmp_path: Path) -> None:
     stages = fakes
     settings = fakes.services(make_settings(tmp_path), source=fakes.good_source())
