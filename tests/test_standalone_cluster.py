@@ -30,6 +30,7 @@ import pytest
 from bench.duckdb_reference import hourly_statistics
 from cdnlake.sample_logs import generate_logs
 from spark_jobs import aggregate, ingest
+from spark_jobs.params import IngestParams
 from spark_jobs.storage import table_path
 from tests.jvm import SHORT_LIVED_JVM_OPTS
 from tests.samples import build_landing
@@ -193,7 +194,7 @@ def run_locally(spark: Any, source: Path, warehouse: Path) -> dict[str, Any]:
     results = {}
     for date in [D.isoformat(), *SAMPLE_DATES]:
         args = ["--date", date, "--source", str(source), "--warehouse", str(warehouse)]
-        results[date] = ingest.run(spark, ingest.build_parser().parse_args(args))
+        results[date] = ingest.run(spark, IngestParams.from_namespace(ingest.build_parser().parse_args(args)))
     stats = aggregate.run(spark, aggregate.build_parser().parse_args(["--date", D.isoformat(), "--warehouse",
                                                                       str(warehouse)]))  # fmt: skip
     return {"results": results, "stats": stats}
