@@ -191,6 +191,24 @@ def build_report(services: Services, data: Any) -> dict[str, Any]:
     return {"paths": uris, "summary": summary_dict(data), "attachments": attachments}
 
 
+def record_stage_seconds(services: Services, date: dt.date, durations: dict[str, float], run_seconds: float) -> bool:
+    """Add each stage's seconds to the date's summary.json (written by the report stage, before the
+    e-mail stage ended). False, with a warning, when it cannot: the run's work is done by then, and a
+    summary without timings is not worth failing it."""
+    from reporting.outputs import SUMMARY_NAME, with_stage_seconds
+
+    key = f"{date.isoformat()}/{SUMMARY_NAME}"
+    try:
+        written = services.reports.read(key)
+        if written is None:
+            raise FileNotFoundError(f"no {key} in {services.reports.location}")
+        services.reports.write(key, with_stage_seconds(written, durations, run_seconds))
+        return True
+    except Exception as exc:  # see the docstring
+        log.warning("stage seconds not added to summary.json: %s: %s", type(exc).__name__, exc)
+        return False
+
+
 def send_email(services: Services, data: Any, resend: bool, attachments: dict[str, bytes] | None = None,
                distributions: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """The morning e-mail of `data`: SES or an .eml in the outbox (services.email_sender); once per date unless forced.

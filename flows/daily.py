@@ -220,6 +220,7 @@ def _daily(date: dt.date | None, distributions: list[str] | None, resend_email: 
     summary = _run_stages(run, services, day, wanted, resend_email)
     summary |= {"durations": run.durations, "duration_s": run.elapsed, "run_url": run_url(),
                 "flow_run_id": flow_run_id()}  # fmt: skip
+    pipeline.record_stage_seconds(services, day, run.durations, run.elapsed)
     run.event("complete", duration_s=run.elapsed, totals=summary["totals"], detail=operations.complete_note(summary))
     publish_artifacts(summary)
     return summary

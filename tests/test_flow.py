@@ -388,6 +388,10 @@ def test_daily_run_writes_report_email_and_exact_totals(first_run: Any, dataset:
     assert list(summary["durations"]) == list(daily.STAGES)
     on_disk = json.loads(Path(summary["report"]["summary"]).read_text(encoding="utf-8"))
     assert on_disk["peak"] == summary["peak"]
+    # Each stage's seconds, as the run timed them, also in summary.json (added after the e-mail stage).
+    assert on_disk["stage_seconds"] == {stage: round(s, 2) for stage, s in summary["durations"].items()}
+    assert list(on_disk["stage_seconds"]) == list(daily.STAGES) and on_disk["stage_seconds"]["ingest"] > 0
+    assert on_disk["run_seconds"] >= sum(on_disk["stage_seconds"].values()) - 0.1
 
 
 def test_slack_down_was_logged_without_the_webhook(first_run: Any, run_output: RunOutput) -> None:

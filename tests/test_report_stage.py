@@ -60,3 +60,22 @@ def test_an_email_without_a_report_says_to_run_the_report_first(tmp_path: Path) 
     with pytest.raises(FileNotFoundError, match="the report of 2024-06-09 is not in .*run the report stage first"):
         pipeline.send_email(services, data, resend=True)
     assert sender.dates == []
+
+
+def test_stage_seconds_go_into_the_stored_summary_and_a_missing_one_only_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    reports = tmp_path / "reports"
+    services, _, _ = services_for(tmp_path, reports)
+    (reports / D.isoformat()).mkdir(parents=True)
+    (reports / D.isoformat() / "summary.json").write_text('{"date": "2024-06-09"}\n', encoding="utf-8")
+    assert pipeline.record_stage_seconds(services, D, {"check": 1.234, "email": 0.5}, 9.876) is True
+    stored = json.loads((reports / D.isoformat() / "summary.json").read_text(encoding="utf-8"))
+    assert stored == {"date": "2024-06-09", "stage_seconds": {"check": 1.23, "email": 0.5}, "run_seconds": 9.88}
+
+    other = D - dt.timedelta(days=1)  # no report was written for it: the run is not failed for that
+    assert pipeline.record_stage_seconds(services, other, {"check": 1.0}, 1.0) is False
+    assert "stage seconds not added to summary.json" in caplog.text and "FileNotFoundError" in caplog.text
+    assert not (reports / other.isoformat()).exists()
