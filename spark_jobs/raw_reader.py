@@ -74,7 +74,7 @@ def _inflate_member(data: bytes) -> tuple[bytes, bytes, str | None]:
     for at in range(0, len(data), _CHUNK):
         try:
             out.append(inflater.decompress(data[at : at + _CHUNK]))
-        except zlib.error as exc:
+        except zlib.error as exc:  # type: ignore[misc]  # isal's stub types its error loosely
             # The failing call's output is lost with it: inflate again, in small steps there.
             return _inflate_until_error(data, at), b"", f"corrupt gzip: {exc}"
         if inflater.eof:
