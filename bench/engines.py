@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def run_duckdb(landing: Path, out: Path) -> dict[str, float]:
@@ -41,12 +42,14 @@ def run_duckdb_fast(landing: Path, out: Path) -> dict[str, float]:
     return {"ingest_s": ingest_s, "stats_s": stats_s, "hourly": [list(map(str, r)) for r in hourly]}
 
 
-def run_spark(landing: Path, out: Path, date: str) -> dict[str, float]:
+def run_spark(landing: Path, out: Path, date: str, spark: Any = None) -> dict[str, float]:
+    """cdnlake's ingest, compaction and statistics jobs; `spark`: a session to use (the tests')."""
     from spark_jobs import aggregate, compact, ingest
+    from spark_jobs.params import PARAMS
     from spark_jobs.session import build_session
 
     started = time.perf_counter()
-    spark = build_session("local[*]", extra_conf={"spark.driver.memory": "3g"})
+    spark = spark or build_session("local[*]", extra_conf={"spark.driver.memory": "3g"})
     startup_s = time.perf_counter() - started
     wh = str(out / "warehouse")
     timings: dict[str, float] = {"startup_s": startup_s}
@@ -57,7 +60,9 @@ def run_spark(landing: Path, out: Path, date: str) -> dict[str, float]:
     ]
     for name, module, argv in steps:
         started = time.perf_counter()
-        result = module.run(spark, module.build_parser().parse_args(argv))
+        # The job's own command line parsed into its typed parameters, as under spark-submit.
+        params = PARAMS[name if name != "stats" else "aggregate"].from_namespace(module.build_parser().parse_args(argv))
+        result = module.run(spark, params)
         timings[f"{name}_s"] = time.perf_counter() - started
         if name == "ingest":
             timings["loaded"] = result["loaded"]

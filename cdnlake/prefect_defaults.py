@@ -16,6 +16,10 @@ def local_prefect(verbose: bool = False) -> AbstractContextManager[Any]:
     run for the SQLite file ("database is locked"). Prefect's INFO line per task state repeats
     our progress lines, so its loggers go to WARNING unless -v.
     """
+    # prefect.main configures Prefect's loggers when it is first imported (dictConfig: levels reset).
+    # Imported here, before the level is set, so it cannot happen later (e.g. when `cdnlake demo`
+    # imports the flow inside this context) and bring back an INFO line per task.
+    import prefect.main  # noqa: F401
     from prefect.settings import (
         PREFECT_SERVER_ANALYTICS_ENABLED,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
@@ -23,7 +27,6 @@ def local_prefect(verbose: bool = False) -> AbstractContextManager[Any]:
     )
 
     if not verbose:
-        # Prefect configured its loggers when it was imported; adjusting the level is enough.
         logging.getLogger("prefect").setLevel(logging.WARNING)
     return temporary_settings(
         set_defaults={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 180, PREFECT_SERVER_ANALYTICS_ENABLED: False}

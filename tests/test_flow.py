@@ -690,6 +690,23 @@ def test_local_prefect_sets_defaults_only() -> None:
         logging.getLogger("prefect").setLevel(level)
 
 
+def test_local_prefect_keeps_prefect_quiet_whatever_is_imported_later() -> None:
+    """`cdnlake demo` imports the flow (and so Prefect's logging set-up) inside local_prefect: the
+    WARNING level must survive it, or every task prints "Finished in state Completed()"."""
+    import subprocess
+
+    code = (
+        "import logging\n"
+        "from cdnlake.prefect_defaults import local_prefect\n"
+        "with local_prefect():\n"
+        "    import flows.daily  # what the demo imports inside the context\n"
+        "    print(logging.getLogger('prefect').getEffectiveLevel(),"
+        " logging.getLogger('prefect.task_runs').getEffectiveLevel())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == [str(logging.WARNING), str(logging.WARNING)], out.stderr[-2000:]
+
+
 def test_markdown_and_insights_rendering() -> None:
     from flows.artifacts import insights_rows, render_markdown, uri_for
 
