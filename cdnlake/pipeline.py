@@ -28,6 +28,7 @@ from cdnlake.services import Services
 from cdnlake.settings import Settings
 from cdnlake.sources import SourceFile
 from flows.artifacts import flow_run_id
+from spark_jobs.commit_files import crowded_partitions, nothing_to_compact
 from spark_jobs.log_fields import field_delimiter
 from spark_jobs.params import AggregateParams, CompactParams, IngestParams, ListedFile, ReconcileParams
 
@@ -139,8 +140,15 @@ def format_ingest(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def compact(services: Services, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-    return services.runner.run_job(CompactParams(date, services.settings.warehouse, _ids(distributions)))
+def compact(services: Services, date: dt.date, distributions: list[str] | None,
+            written: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Compact the date's partitions. `written`: the ingest's `files_written` (files per table and
+    distro in its own commits); when no partition is crowded the job is not run at all."""
+    params = CompactParams(date, services.settings.warehouse, _ids(distributions))
+    crowded = crowded_partitions(written, params.max_files) if written is not None else None
+    if crowded is not None and not any(crowded.values()):
+        return nothing_to_compact(date, written or {})
+    return services.runner.run_job(params)
 
 
 def aggregate(

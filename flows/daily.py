@@ -168,7 +168,7 @@ def _run_stages(run: StageProgress, services: Services, date: dt.date, distribut
         with run.stage("compact"):
             for d in dates:
                 held.check()
-                compact_task(services, d, distributions)
+                compact_task(services, d, distributions, ingested[d.isoformat()].get("files_written"))
         with run.stage("aggregate"):
             held.check()
             aggregate_task(services, date, distributions, dates)

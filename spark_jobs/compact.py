@@ -20,10 +20,10 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from spark_jobs import args as job_args
+from spark_jobs.commit_files import COMPACTED_TABLES
 from spark_jobs.params import CompactParams
 from spark_jobs.storage import table_exists, table_path
 
-COMPACTED_TABLES = ("cdn_logs", "cdn_logs_rejects", "ingest_files")
 MIN_FILE_SIZE = str(64 * 1024 * 1024)  # files this large are not rewritten
 
 

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
 from spark_jobs import storage
+from spark_jobs.commit_files import files_written
 from spark_jobs.log_fields import field_delimiter
 from spark_jobs.log_keys import escape_glob
 from spark_jobs.params import IngestParams
@@ -314,7 +315,8 @@ def run(spark: SparkSession, params: IngestParams, ip_hash_key: str = "") -> dic
     rows = ingest_files_rows(files, accounting, duplicates, run_id)
     files_df = spark.createDataFrame(rows, INGEST_FILES_SCHEMA)
     write_partitions(files_df, table_path(params.warehouse, "ingest_files"), predicate)
-    return result | summarise(rows) | {"seconds": round(time.monotonic() - started, 2)}
+    written = {"files_written": files_written(spark, params.warehouse, date)}  # compaction decides from it
+    return result | summarise(rows) | written | {"seconds": round(time.monotonic() - started, 2)}
 
 
 def summarise(rows: list[tuple[Any, ...]]) -> dict[str, Any]:

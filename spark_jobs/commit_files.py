@@ -1,0 +1,97 @@
+"""Files per partition from a Delta commit's own `add` actions: compaction decided without a listing.
+
+The ingest replaces whole (distro, dt) partitions in one commit per table, so that commit's `add`
+actions are every file those partitions hold afterwards. Read at the end of the ingest (the
+`_delta_log/<version>.json` of the table's latest commit, through Hadoop's FileSystem so s3a and
+local paths alike), they let the flow skip the compact job when no partition is crowded, instead of
+reconstructing a snapshot per table to count files (bench/RESULTS.md, session 6).
+
+Spark-free at import: the flow uses `crowded_partitions` and `nothing_to_compact`; only
+`files_written` talks to the JVM, through the session it is handed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from spark_jobs.contract import table_path, to_hadoop_uri
+
+COMPACTED_TABLES = ("cdn_logs", "cdn_logs_rejects", "ingest_files")
+# Per table, per distro: the files the date's partition holds after the commit.
+FilesWritten = dict[str, dict[str, int]]
+
+
+def files_per_distro(commit_lines: Iterable[str], date: dt.date) -> dict[str, int]:
+    """Data files added per `distro` partition of `date` by one commit (its JSON lines)."""
+    counts: Counter[str] = Counter()
+    for line in commit_lines:
+        if not line.strip():
+            continue
+        add = json.loads(line).get("add")
+        if add is None:
+            continue
+        values = add.get("partitionValues") or {}
+        if values.get("dt") == date.isoformat() and values.get("distro"):
+            counts[values["distro"]] += 1
+    return dict(counts)
+
+
+def _latest_commit(spark: Any, path: str) -> tuple[int, str]:
+    """(version, operation) of the table's latest commit, from Delta's own history (no scan)."""
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("version", "operation").first()
+    if row is None:
+        raise RuntimeError(f"no commit in {path}")
+    return int(row[0]), str(row[1])
+
+
+def _read_text(spark: Any, uri: str) -> str:
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(to_hadoop_uri(uri))
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    stream = fs.open(path)
+    try:
+        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
+
+
+def files_written(spark: Any, warehouse: str, date: dt.date, tables: Sequence[str] = COMPACTED_TABLES) -> FilesWritten:
+    """Files per distro of `date` in each table's latest commit, which must be a WRITE (the
+    ingest's replaceWhere); a table whose latest commit is anything else is left out, and the
+    flow then runs the compact job for that date as before."""
+    written: FilesWritten = {}
+    for table in tables:
+        path = table_path(warehouse, table)
+        version, operation = _latest_commit(spark, path)
+        if operation != "WRITE":
+            continue
+        text = _read_text(spark, f"{path}/_delta_log/{version:020d}.json")
+        written[table] = files_per_distro(text.splitlines(), date)
+    return written
+
+
+def crowded_partitions(written: Mapping[str, Mapping[str, int]], max_files: int,
+                       tables: Sequence[str] = COMPACTED_TABLES) -> dict[str, list[str]] | None:  # fmt: skip
+    """Per table, the distros with more than `max_files` files; None when `written` does not
+    cover every table (then only the compact job can tell)."""
+    if any(t not in written for t in tables):
+        return None
+    return {t: sorted(d for d, n in written[t].items() if n > max_files) for t in tables}
+
+
+def nothing_to_compact(date: dt.date, written: Mapping[str, Mapping[str, int]],
+                       tables: Sequence[str] = COMPACTED_TABLES) -> dict[str, Any]:  # fmt: skip
+    """The compact job's result for a date with no crowded partition (what it would have returned)."""
+    return {
+        "date": date.isoformat(),
+        "tables": {t: {"files_added": 0, "files_removed": 0} for t in tables},
+        "files_per_partition": dict(written.get("cdn_logs", {})),
+        "decided_from": "ingest commit",
+        "seconds": 0.0,
+    }
