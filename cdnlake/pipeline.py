@@ -24,6 +24,7 @@ from cdnlake import report_data, sources
 from cdnlake.crosscheck import cloudwatch_crosscheck, crosscheck_data
 from cdnlake.late_files import IngestPlan, earlier_dates, plan_ingest
 from cdnlake.operations import with_operations
+from cdnlake.reconciliation import reconcile_written
 from cdnlake.services import Services
 from cdnlake.settings import Settings
 from cdnlake.sources import SourceFile
@@ -158,8 +159,14 @@ def aggregate(
     return services.runner.run_job(AggregateParams(date, s.warehouse, _ids(distributions), s.report_tz, tuple(dates)))
 
 
-def reconcile(services: Services, date: dt.date, distributions: list[str] | None) -> dict[str, Any]:
-    return services.runner.run_job(ReconcileParams(date, services.settings.warehouse, _ids(distributions)))
+def reconcile(services: Services, date: dt.date, distributions: list[str] | None,
+              raw_totals: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Reconcile the date. `raw_totals`: the aggregate job's `raw_totals` (per date): then no Spark
+    job, the written tables are checked against them (cdnlake/reconciliation.py)."""
+    raw = (raw_totals or {}).get(date.isoformat())
+    if raw is None:
+        return services.runner.run_job(ReconcileParams(date, services.settings.warehouse, _ids(distributions)))
+    return reconcile_written(services.warehouse, date, _ids(distributions), raw)
 
 
 # ---------------------------------------------------------------- report and e-mail

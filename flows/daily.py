@@ -171,11 +171,12 @@ def _run_stages(run: StageProgress, services: Services, date: dt.date, distribut
                 compact_task(services, d, distributions, ingested[d.isoformat()].get("files_written"))
         with run.stage("aggregate"):
             held.check()
-            aggregate_task(services, date, distributions, dates)
+            aggregated = aggregate_task(services, date, distributions, dates)
             catalog = catalog_task(settings)
         writes.close()  # the date locks stay: reconcile checks what this run wrote, the e-mail is once per date
         with run.stage("reconcile"):  # every date whose rows changed; a mismatch stops the run here
-            reconciled = {d.isoformat(): reconcile_task(services, d, distributions) for d in dates}
+            raw = aggregated.get("raw_totals")  # the aggregate's scan: no second read of cdn_logs
+            reconciled = {d.isoformat(): reconcile_task(services, d, distributions, raw) for d in dates}
         spark_app.close()  # the report and the e-mail need no Spark
         with run.stage("report"):
             crosscheck = crosscheck_task(services, date, distributions)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -30,12 +30,14 @@ from spark_jobs import args as job_args
 from spark_jobs import top_lists
 from spark_jobs.measures import MEASURES, measure_aggs
 from spark_jobs.params import AggregateParams, check_zone
+from spark_jobs.reconcile_checks import RAW_TOTALS
 from spark_jobs.storage import table_exists, table_path
 from spark_jobs.top_lists import agg_level1, agg_small_dimensions, with_referrer_domain
 
 __all__ = ["MEASURES", "agg_level1", "agg_small_dimensions", "with_referrer_domain"]
 
 MINUTE_SCHEMA = "distro STRING, dt STRING, minute INT, request_count BIGINT, bytes BIGINT"
+RAW_PREFIX = "raw_"
 HOURLY_SCHEMA = "distro STRING, dt STRING, hour INT, " + ", ".join(f"{m} BIGINT" for m in MEASURES)
 
 
@@ -73,8 +75,12 @@ def with_minute(df: DataFrame) -> DataFrame:
 
 
 def agg_minutes(df: DataFrame) -> DataFrame:
-    """All measures per distro and minute: the one shuffle of the raw rows for hourly and peak."""
-    return df.groupBy("distro", "dt", "minute").agg(*measure_aggs())
+    """All measures per distro and minute: the one shuffle of the raw rows for hourly and peak.
+
+    Beside them, `raw_<measure>`: reconciliation's independently written rules (RAW_TOTALS), in
+    the same scan, so the reconcile stage checks the statistics without reading cdn_logs again."""
+    raw = [F.expr(rule).alias(RAW_PREFIX + m) for m, rule in RAW_TOTALS.items()]
+    return df.groupBy("distro", "dt", "minute").agg(*measure_aggs(), *raw)
 
 
 def report_day_bounds(date: dt.date, tz: str) -> tuple[dt.datetime, dt.datetime, list[dt.date]]:
@@ -96,7 +102,15 @@ def filter_report_day(df: DataFrame, date: dt.date, tz: str, distros: Sequence[s
 def minute_rows(logs: DataFrame, dates: Sequence[dt.date], distros: Sequence[str] | None) -> pd.DataFrame:
     """One scan: every measure per distro, dt and minute, on the driver (<= 1,440 rows a distro-day)."""
     minutes = logs.transform(filter_partitions, dates, distros).transform(with_minute).transform(agg_minutes)
-    return minutes.toPandas().astype({"minute": "int32", **{m: "int64" for m in MEASURES}})
+    raw = {RAW_PREFIX + m: "int64" for m in RAW_TOTALS}
+    return minutes.toPandas().astype({"minute": "int32", **{m: "int64" for m in MEASURES}, **raw})
+
+
+def raw_totals_by_date(minutes: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Reconciliation's raw-row totals per UTC date (over the selected distributions)."""
+    columns = [RAW_PREFIX + m for m in RAW_TOTALS]
+    per_date = minutes.groupby("dt")[columns].sum()
+    return {str(d): {c.removeprefix(RAW_PREFIX): int(v) for c, v in row.items()} for d, row in per_date.iterrows()}
 
 
 def hourly_rows(minutes: pd.DataFrame) -> pd.DataFrame:
@@ -142,20 +156,28 @@ def write_tables(spark: SparkSession, warehouse: str, writes: Sequence[TableWrit
             future.result()
 
 
-def time_series_writes(logs: DataFrame, params: AggregateParams) -> tuple[list[dt.date], list[TableWrite]]:
+class TimeSeries(NamedTuple):
+    present: list[dt.date]  # the wanted dates cdn_logs has
+    writes: list[TableWrite]
+    raw_totals: dict[str, dict[str, int]]  # every wanted date (zeros where cdn_logs has no row)
+
+
+def time_series_writes(logs: DataFrame, params: AggregateParams) -> TimeSeries:
     """stats_minute and stats_hourly rows for the wanted dates that cdn_logs has (none: no writes)."""
     wanted = [params.date - dt.timedelta(days=n) for n in (2, 1, 0)] + list(params.dates or ())
     minutes = minute_rows(logs, wanted, params.distributions)
+    raw = dict.fromkeys(sorted({d.isoformat() for d in wanted}), dict.fromkeys(RAW_TOTALS, 0))
+    raw |= raw_totals_by_date(minutes)
     present = sorted(dt.date.fromisoformat(d) for d in set(minutes["dt"]))
     if not present:
-        return [], []
+        return TimeSeries([], [], raw)
     predicate = dates_predicate(present, params.distributions)
     bandwidth = minutes[["distro", "dt", "minute", "request_count", "bytes_requested"]]
-    return present, [
+    return TimeSeries(present, [
         TableWrite("stats_minute", bandwidth.rename(columns={"bytes_requested": "bytes"}), MINUTE_SCHEMA,
                    predicate, "dt"),
         TableWrite("stats_hourly", hourly_rows(minutes), HOURLY_SCHEMA, predicate, "dt"),
-    ]  # fmt: skip
+    ], raw)  # fmt: skip
 
 
 def _summary(present: Sequence[dt.date], writes: Sequence[TableWrite]) -> dict[str, Any]:
@@ -165,7 +187,7 @@ def _summary(present: Sequence[dt.date], writes: Sequence[TableWrite]) -> dict[s
 
 def write_time_series(logs: DataFrame, params: AggregateParams) -> dict[str, Any]:
     """stats_minute and stats_hourly for the wanted dates that cdn_logs has."""
-    present, writes = time_series_writes(logs, params)
+    present, writes, _ = time_series_writes(logs, params)
     write_tables(logs.sparkSession, params.warehouse, writes)
     return _summary(present, writes)
 
@@ -185,13 +207,14 @@ def run(spark: SparkSession, params: AggregateParams) -> dict[str, Any]:
     if not table_exists(spark, params.warehouse, "cdn_logs"):
         raise RuntimeError(f"cdn_logs does not exist under {params.warehouse}: run ingest first")
     logs = spark.read.format("delta").load(table_path(params.warehouse, "cdn_logs"))
-    present, writes = time_series_writes(logs, params)
+    present, writes, raw_totals = time_series_writes(logs, params)
     writes += top_list_writes(logs, params)
     write_tables(spark, params.warehouse, writes)
     return {
         "date": params.date.isoformat(),
         "report_tz": params.report_tz,
         **_summary(present, writes),
+        "raw_totals": raw_totals,  # what the reconcile stage checks the written statistics against
         "seconds": round(time.monotonic() - started, 2),
     }
 

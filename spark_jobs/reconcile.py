@@ -21,43 +21,18 @@ from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
 from spark_jobs.params import ReconcileParams
+from spark_jobs.reconcile_checks import (  # re-exported: the checks' home before they were shared
+    RAW_TOTALS_SQL,
+    ReconciliationError,
+    checked,
+    compare_accounting,
+    compare_measures,
+)
 from spark_jobs.schema import CDN_LOGS_SCHEMA
 from spark_jobs.storage import table_exists, table_path
 
-# Written again, as SQL text, instead of reusing spark_jobs.aggregate: a rule coded wrong once
-# then shows up as a mismatch rather than agreeing with itself.
-RAW_TOTALS_SQL = """
-SELECT
-  count(*) AS request_count,
-  count_if(x_edge_response_result_type = 'Hit') AS hit_count,
-  count_if(x_edge_response_result_type = 'Miss') AS miss_count,
-  count_if(x_edge_response_result_type = 'RefreshHit') AS refresh_hit_count,
-  count_if(x_edge_response_result_type IN ('LimitExceeded', 'CapacityExceeded', 'Error')) AS error_count,
-  count_if(sc_status >= 200 AND sc_status < 300 AND x_edge_result_type = 'Error') AS incomplete_count,
-  count_if(sc_status DIV 100 = 2) AS http2xx_count,
-  count_if(sc_status DIV 100 = 3) AS http3xx_count,
-  count_if(sc_status DIV 100 = 4) AS http4xx_count,
-  count_if(sc_status DIV 100 = 5) AS http5xx_count,
-  coalesce(sum(sc_bytes), 0) AS bytes_requested,
-  coalesce(sum(CASE WHEN x_edge_response_result_type = 'Miss' THEN sc_bytes END), 0) AS bytes_missed,
-  coalesce(sum(CASE WHEN x_edge_response_result_type = 'Hit' THEN sc_bytes END), 0) AS bytes_hit
-FROM {logs}
-"""
 _STATS_KEYS = ("distro", "dt", "hour")
-
-
-class ReconciliationError(RuntimeError):
-    """Statistics, raw rows and ingest accounting disagree; `mismatches` lists every difference."""
-
-    def __init__(self, date: dt.date, mismatches: list[str]) -> None:
-        self.date = date
-        self.mismatches = mismatches
-        lines = "\n".join(f"  - {m}" for m in mismatches)
-        super().__init__(f"reconciliation of {date.isoformat()} failed ({len(mismatches)} mismatches):\n{lines}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Orchestrators pickle failures (task states, retries); the default would lose the arguments.
-        return (type(self), (self.date, self.mismatches))
+__all__ = ["RAW_TOTALS_SQL", "ReconciliationError", "compare_accounting", "compare_measures", "reconcile", "run"]
 
 
 def _read(spark: SparkSession, warehouse: str, table: str, predicate: str) -> DataFrame | None:
@@ -84,33 +59,11 @@ def stats_totals(spark: SparkSession, warehouse: str, predicate: str) -> dict[st
     return {c: int(row[c]) for c in measures}
 
 
-def compare_measures(stats: dict[str, int], raw: dict[str, int], date: dt.date) -> list[str]:
-    if not stats:  # no statistics table yet: it must then have nothing to account for
-        stats = dict.fromkeys(raw, 0)
-    problems = [f"{m}: statistics {stats[m]} != raw rows {raw[m]} ({date})" for m in raw
-                if m in stats and stats[m] != raw[m]]  # fmt: skip
-    problems += [f"{m}: missing from stats_hourly ({date})" for m in raw if m not in stats]
-    problems += [f"{m}: stats_hourly column with no raw-row check ({date})" for m in stats if m not in raw]
-    return problems
-
-
 def ingest_accounting(spark: SparkSession, warehouse: str, predicate: str) -> list[dict[str, Any]]:
     files = _read(spark, warehouse, "ingest_files", predicate)
     if files is None:
         return []
     return [r.asDict() for r in files.select("source_file", "lines_read", "loaded", "rejected").collect()]
-
-
-def compare_accounting(files: list[dict[str, Any]], logs_rows: int, date: dt.date) -> list[str]:
-    loaded = sum(f["loaded"] for f in files)
-    problems = []
-    if loaded != logs_rows:
-        problems.append(f"loaded rows: cdn_logs {logs_rows} != ingest_files.loaded {loaded} ({date})")
-    for f in sorted(files, key=lambda f: f["source_file"]):
-        if f["lines_read"] != f["loaded"] + f["rejected"]:
-            problems.append(f"{f['source_file']}: lines_read {f['lines_read']} != loaded {f['loaded']} "
-                            f"+ rejected {f['rejected']} ({date})")  # fmt: skip
-    return problems
 
 
 def reconcile(
@@ -125,18 +78,7 @@ def reconcile(
         files_future = pool.submit(ingest_accounting, spark, warehouse, predicate)
         stats_future = pool.submit(stats_totals, spark, warehouse, predicate)
         raw, files, stats = raw_future.result(), files_future.result(), stats_future.result()
-    mismatches = compare_measures(stats, raw, date)
-    mismatches += compare_accounting(files, raw["request_count"], date)
-    if mismatches:
-        raise ReconciliationError(date, mismatches)
-    return {
-        "date": date.isoformat(),
-        "distributions": list(distributions) if distributions else None,
-        "measures": raw,
-        "cdn_logs_rows": raw["request_count"],
-        "files": len(files),
-        **{k: sum(f[k] for f in files) for k in ("lines_read", "loaded", "rejected")},
-    }
+    return checked(date, distributions, raw, stats, files)
 
 
 def run(spark: SparkSession, params: ReconcileParams) -> dict[str, Any]:

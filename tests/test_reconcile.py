@@ -10,9 +10,15 @@ from typing import Any
 
 import pytest
 
+from cdnlake import pipeline
+from cdnlake.reconciliation import reconcile_written
+from cdnlake.settings import Settings
 from spark_jobs import aggregate, reconcile
+from spark_jobs.params import AggregateParams
+from spark_jobs.reconcile_checks import ReconciliationError
 from spark_jobs.schema import CDN_LOGS_SCHEMA, INGEST_FILES_SCHEMA
 from spark_jobs.storage import table_path
+from tests.fake_services import FakeRunner
 
 D = dt.date(2024, 5, 1)
 NOW = dt.datetime(2024, 5, 2, 1, 0)
@@ -128,3 +134,74 @@ def test_measure_comparison_without_spark() -> None:
         "bytes_missed: missing from stats_hourly (2024-05-01)",
         "extra: stats_hourly column with no raw-row check (2024-05-01)",
     ]
+
+
+# ---------------------------------------------------------------- the flow's check: the aggregate's raw totals
+# Counted by hand from LOGS (2024-05-01: six rows).
+HAND = {"request_count": 6, "hit_count": 1, "miss_count": 2, "refresh_hit_count": 1, "error_count": 2,
+        "incomplete_count": 1, "http2xx_count": 3, "http3xx_count": 1, "http4xx_count": 0, "http5xx_count": 1,
+        "bytes_requested": 1550, "bytes_missed": 1100, "bytes_hit": 400}  # fmt: skip
+
+
+def aggregate_raw_totals(spark: Any, warehouse: str, distributions: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The raw totals per date that the aggregate job returns to the flow."""
+    logs = spark.read.format("delta").load(table_path(warehouse, "cdn_logs"))
+    return aggregate.time_series_writes(logs, AggregateParams(D, warehouse, distributions)).raw_totals
+
+
+def test_the_aggregate_scan_returns_the_hand_counted_raw_totals(spark: Any, consistent: str) -> None:
+    raw = aggregate_raw_totals(spark, consistent)
+    assert raw[D.isoformat()] == HAND
+    assert raw["2024-04-30"]["request_count"] == 1
+    assert raw["2024-04-29"] == dict.fromkeys(HAND, 0)  # scanned, nothing there
+    assert aggregate_raw_totals(spark, consistent, ("e2",))[D.isoformat()]["request_count"] == 2
+
+
+def test_the_flow_checks_the_written_tables_against_them(spark: Any, consistent: str) -> None:
+    result = reconcile_written(consistent, D, None, aggregate_raw_totals(spark, consistent)[D.isoformat()])
+    assert result["measures"] == HAND
+    assert {k: result[k] for k in ("files", "lines_read", "loaded", "rejected")} == {
+        "files": 3, "lines_read": 7, "loaded": 6, "rejected": 1,
+    }  # fmt: skip
+    only_e2 = reconcile_written(consistent, D, ["e2"], aggregate_raw_totals(spark, consistent, ("e2",))[D.isoformat()])
+    assert (only_e2["cdn_logs_rows"], only_e2["files"]) == (2, 1)
+    with pytest.raises(ReconciliationError) as info:
+        reconcile_written(consistent, D - dt.timedelta(days=1), None, {**HAND, "request_count": 1})
+    assert "loaded rows: cdn_logs 1 != ingest_files.loaded 5 (2024-04-30)" in info.value.mismatches
+
+
+def test_the_flow_check_names_tampered_statistics_and_accounting(spark: Any, copy: str) -> None:
+    from delta.tables import DeltaTable
+
+    raw = aggregate_raw_totals(spark, copy)[D.isoformat()]
+    stats = DeltaTable.forPath(spark, table_path(copy, "stats_hourly"))
+    stats.update("distro = 'e1' AND dt = '2024-05-01' AND hour = 10", {"bytes_missed": "bytes_missed + 7"})
+    DeltaTable.forPath(spark, table_path(copy, "ingest_files")).update(f"source_file = '{B}'", {"loaded": "loaded + 1"})
+    with pytest.raises(ReconciliationError) as info:
+        reconcile_written(copy, D, None, raw)
+    assert info.value.mismatches == [
+        "bytes_missed: statistics 1107 != raw rows 1100 (2024-05-01)",
+        "loaded rows: cdn_logs 6 != ingest_files.loaded 7 (2024-05-01)",
+        f"{B}: lines_read 1 != loaded 2 + rejected 0 (2024-05-01)",
+    ]
+
+
+def test_a_raw_rule_that_disagrees_with_the_statistics_stops_the_flow(consistent: str) -> None:
+    with pytest.raises(ReconciliationError) as info:
+        reconcile_written(consistent, D, None, {**HAND, "hit_count": 2})
+    assert info.value.mismatches == ["hit_count: statistics 1 != raw rows 2 (2024-05-01)"]
+
+
+class _Services:
+    def __init__(self, warehouse: str) -> None:
+        self.settings, self.warehouse = Settings(warehouse=warehouse), warehouse
+        self.runner = FakeRunner()
+
+
+def test_the_reconcile_job_runs_only_for_a_date_without_raw_totals(consistent: str) -> None:
+    services = _Services(consistent)
+    checked = pipeline.reconcile(services, D, None, {D.isoformat(): HAND})  # type: ignore[arg-type]
+    assert checked["measures"] == HAND and services.runner.calls == []
+    pipeline.reconcile(services, D, ["e1"], {"2024-04-30": HAND})  # type: ignore[arg-type]
+    pipeline.reconcile(services, D, None)  # type: ignore[arg-type]
+    assert [(p.job, p.distributions) for p in services.runner.calls] == [("reconcile", ("e1",)), ("reconcile", None)]
