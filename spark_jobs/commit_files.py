@@ -40,14 +40,22 @@ def files_per_distro(commit_lines: Iterable[str], date: dt.date) -> dict[str, in
     return dict(counts)
 
 
-def _latest_commit(spark: Any, path: str) -> tuple[int, str]:
-    """(version, operation) of the table's latest commit, from Delta's own history (no scan)."""
-    from delta.tables import DeltaTable
+def commit_operation(commit_lines: Iterable[str]) -> str | None:
+    """The operation (WRITE, MERGE, OPTIMIZE...) a commit's commitInfo names."""
+    for line in commit_lines:
+        info = json.loads(line).get("commitInfo") if line.strip() else None
+        if info is not None:
+            return str(info.get("operation"))
+    return None
 
-    row = DeltaTable.forPath(spark, path).history(1).select("version", "operation").first()
-    if row is None:
-        raise RuntimeError(f"no commit in {path}")
-    return int(row[0]), str(row[1])
+
+def _latest_version(spark: Any, path: str) -> int:
+    """The table's latest version as this driver knows it: right after the ingest's commit, the
+    snapshot Delta keeps in memory (no listing, no job; DeltaTable.history ran a job per table)."""
+    jvm = spark.sparkContext._jvm
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+        spark._jsparkSession, jvm.org.apache.hadoop.fs.Path(to_hadoop_uri(path)))
+    return int(delta_log.unsafeVolatileSnapshot().version())
 
 
 def _read_text(spark: Any, uri: str) -> str:
@@ -68,11 +76,9 @@ def files_written(spark: Any, warehouse: str, date: dt.date, tables: Sequence[st
     written: FilesWritten = {}
     for table in tables:
         path = table_path(warehouse, table)
-        version, operation = _latest_commit(spark, path)
-        if operation != "WRITE":
-            continue
-        text = _read_text(spark, f"{path}/_delta_log/{version:020d}.json")
-        written[table] = files_per_distro(text.splitlines(), date)
+        lines = _read_text(spark, f"{path}/_delta_log/{_latest_version(spark, path):020d}.json").splitlines()
+        if commit_operation(lines) == "WRITE":
+            written[table] = files_per_distro(lines, date)
     return written
 
 
