@@ -4,7 +4,8 @@ Tables (all rebuilt with replaceWhere, so a re-run or a late file replaces rows,
 - stats_hourly (distro, dt, hour, measures...) and stats_minute (distro, dt, minute, request_count,
   bytes), partitioned by dt, for the UTC dates D-2..D (plus --dates) present in cdn_logs;
 - stats_top_objects, stats_top_referrers, stats_edge_locations, stats_viewers for day D in the
-  report time zone, partitioned by report_date with a report_tz column and a 1-based rank.
+  report time zone, partitioned by report_date and report_tz (tables made before session 6: by
+  report_date only), with a 1-based rank.
 
 Two scans (the UTC dates per minute; the report day for the top lists) return a few thousand rows
 to the driver, which rolls minutes up to hours and ranks the lists; the six tables are then written
@@ -28,6 +29,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
 from spark_jobs import top_lists
+from spark_jobs.commit_files import partition_columns
 from spark_jobs.measures import MEASURES, measure_aggs
 from spark_jobs.params import AggregateParams, check_zone
 from spark_jobs.reconcile_checks import RAW_TOTALS
@@ -127,14 +129,18 @@ class TableWrite:
     rows: pd.DataFrame
     schema: str
     predicate: str
-    partition: str
+    partition: str | tuple[str, ...]  # of a new table; an existing one keeps its own
 
 
-def write_replacing(df: DataFrame, path: str, predicate: str, partition: str) -> None:
+def _columns(partition: str | Sequence[str]) -> list[str]:
+    return [partition] if isinstance(partition, str) else list(partition)
+
+
+def write_replacing(df: DataFrame, path: str, predicate: str, partition: str | Sequence[str]) -> None:
     """Replace exactly the rows matching `predicate` (a re-run or a late file never duplicates)."""
     # mergeSchema: a table of an earlier version gains new columns (stats_viewers' bytes).
     writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).option("mergeSchema", "true")
-    writer.partitionBy(partition).save(path)
+    writer.partitionBy(*_columns(partition)).save(path)
 
 
 def _for_arrow(frame: pd.DataFrame) -> pd.DataFrame:
@@ -149,8 +155,12 @@ def write_tables(spark: SparkSession, warehouse: str, writes: Sequence[TableWrit
     """Write the tables side by side: they are independent, and a small table's write is mostly
     Delta log work and waiting (snapshot, commit), not cores, so six in a row cost six times that."""
     frames = [(spark.createDataFrame(_for_arrow(w.rows), schema=w.schema), w) for w in writes]
+    paths = {w.table: table_path(warehouse, w.table) for w in writes}
+    # A table made by an earlier version keeps its partitioning (Delta refuses another one).
+    partitions = {w.table: (partition_columns(spark, paths[w.table]) if table_exists(spark, warehouse, w.table)
+                            else []) or _columns(w.partition) for w in writes}  # fmt: skip
     with ThreadPoolExecutor(max_workers=max(len(frames), 1), thread_name_prefix="cdnlake-stats") as pool:
-        futures = [pool.submit(write_replacing, df, table_path(warehouse, w.table), w.predicate, w.partition)
+        futures = [pool.submit(write_replacing, df, paths[w.table], w.predicate, partitions[w.table])
                    for df, w in frames]  # fmt: skip
         for future in futures:
             future.result()
@@ -175,8 +185,8 @@ def time_series_writes(logs: DataFrame, params: AggregateParams) -> TimeSeries:
     bandwidth = minutes[["distro", "dt", "minute", "request_count", "bytes_requested"]]
     return TimeSeries(present, [
         TableWrite("stats_minute", bandwidth.rename(columns={"bytes_requested": "bytes"}), MINUTE_SCHEMA,
-                   predicate, "dt"),
-        TableWrite("stats_hourly", hourly_rows(minutes), HOURLY_SCHEMA, predicate, "dt"),
+                   predicate, ("dt",)),
+        TableWrite("stats_hourly", hourly_rows(minutes), HOURLY_SCHEMA, predicate, ("dt",)),
     ], raw)  # fmt: skip
 
 
@@ -197,7 +207,9 @@ def top_list_writes(logs: DataFrame, params: AggregateParams) -> list[TableWrite
     day = logs.transform(filter_report_day, params.date, params.report_tz, params.distributions)
     predicate = f"report_date = '{params.date.isoformat()}' AND report_tz = '{params.report_tz}'"
     keys = {"report_date": params.date.isoformat(), "report_tz": params.report_tz}
-    return [TableWrite(table, rows.assign(**keys), top_lists.schema_of(table), predicate, "report_date")
+    # Partitioned by report_tz too: the predicate is then on partition columns only, and Delta
+    # replaces files without scanning and rewriting them (a DELETE of 3 jobs per table otherwise).
+    return [TableWrite(table, rows.assign(**keys), top_lists.schema_of(table), predicate, ("report_date", "report_tz"))
             for table, rows in top_lists.top_list_rows(day).items()]  # fmt: skip
 
 

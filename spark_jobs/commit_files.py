@@ -49,13 +49,22 @@ def commit_operation(commit_lines: Iterable[str]) -> str | None:
     return None
 
 
-def _latest_version(spark: Any, path: str) -> int:
-    """The table's latest version as this driver knows it: right after the ingest's commit, the
-    snapshot Delta keeps in memory (no listing, no job; DeltaTable.history ran a job per table)."""
+def _snapshot(spark: Any, path: str) -> Any:
+    """The table's snapshot as this driver knows it: right after a commit of this driver, the one
+    Delta keeps in memory (no listing, no job; DeltaTable.history ran a job per table)."""
     jvm = spark.sparkContext._jvm
     delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
         spark._jsparkSession, jvm.org.apache.hadoop.fs.Path(to_hadoop_uri(path)))
-    return int(delta_log.unsafeVolatileSnapshot().version())
+    return delta_log.unsafeVolatileSnapshot()
+
+
+def _latest_version(spark: Any, path: str) -> int:
+    return int(_snapshot(spark, path).version())
+
+
+def partition_columns(spark: Any, path: str) -> list[str]:
+    """The partition columns of an existing table ([] when there is no table yet)."""
+    return [c for c in str(_snapshot(spark, path).metadata().partitionColumns().mkString(",")).split(",") if c]
 
 
 def _read_text(spark: Any, uri: str) -> str:

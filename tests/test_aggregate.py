@@ -9,7 +9,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from deltalake import DeltaTable
 
+from cdnlake.report_data import top_list
 from spark_jobs import aggregate, top_lists
 from spark_jobs.schema import CDN_LOGS_SCHEMA
 from spark_jobs.storage import table_path
@@ -284,3 +286,32 @@ def test_top_lists_rank_without_unpartitioned_windows(spark: Any) -> None:
     edges = tables["stats_edge_locations"]
     assert list(zip(edges["rank"], edges["edge_location"], edges["requests"], strict=True)) == [
         (1, "NRT57", 14), (2, "LAX1", 9)]  # fmt: skip
+
+
+def test_new_top_list_tables_are_partitioned_by_zone_and_read_by_delta_rs(warehouse: dict[str, Any]) -> None:
+    """report_tz is a partition column of a new warehouse's top lists (replaceWhere without a rewrite);
+    both zones' rows of the same date stay, and the report's reader (delta-rs) finds them."""
+    path = warehouse["path"]
+    for table in top_lists.TABLE_SCHEMAS:
+        assert DeltaTable(table_path(path, table)).metadata().partition_columns == ["report_date", "report_tz"]
+    utc, tokyo = (top_list(path, "stats_top_objects", D, tz) for tz in ("UTC", "Asia/Tokyo"))
+    assert len(utc) == 7 and set(utc["report_tz"]) == {"UTC"}
+    assert len(tokyo) > 0 and set(tokyo["report_tz"]) == {"Asia/Tokyo"}
+
+
+def test_a_top_list_table_of_an_earlier_version_keeps_its_partitioning(spark: Any, tmp_path: Path) -> None:
+    path = str(tmp_path / "warehouse")
+    table = table_path(path, "stats_top_referrers")
+    old = spark.createDataFrame([(1, "old.example", 5, 50, "2024-04-30", "UTC")],
+                                top_lists.schema_of("stats_top_referrers"))  # fmt: skip
+    old.write.format("delta").partitionBy("report_date").save(table)
+    rows = pd.DataFrame({"rank": [1], "referrer_domain": ["new.example"], "requests": [7], "bytes": [70],
+                         "report_date": [D.isoformat()], "report_tz": ["UTC"]})  # fmt: skip
+    predicate = f"report_date = '{D}' AND report_tz = 'UTC'"
+    write = aggregate.TableWrite("stats_top_referrers", rows, top_lists.schema_of("stats_top_referrers"), predicate,
+                                 ("report_date", "report_tz"))  # fmt: skip
+    aggregate.write_tables(spark, path, [write])
+    aggregate.write_tables(spark, path, [write])  # replaced, not added to
+    got = sorted((r["referrer_domain"], r["report_date"]) for r in spark.read.format("delta").load(table).collect())
+    assert got == [("new.example", D.isoformat()), ("old.example", "2024-04-30")]
+    assert DeltaTable(table).metadata().partition_columns == ["report_date"]
