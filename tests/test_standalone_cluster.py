@@ -104,7 +104,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, procs: list[s
                 return
         except OSError:  # the UI is not listening yet
             pass
-        time.sleep(1)
+        time.sleep(0.25)
     raise TimeoutError(f"no {what} after {timeout:.0f}s")
 
 
@@ -181,13 +181,26 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return source
 
 
-def run_on_cluster(cluster: Cluster, source: Path, warehouse: Path, cwd: Path) -> dict[str, Any]:
+def start_on_cluster(cluster: Cluster, source: Path, warehouse: Path, cwd: Path) -> subprocess.Popen[str]:
+    """The jobs' driver, started and left running: the local run goes on meanwhile (the cluster's
+    run is mostly waiting on executors, RPCs and task launches). Output goes to files, not pipes,
+    which would fill up and stop the driver while nobody reads them."""
     cmd = [sys.executable, "-c", DRIVER, cluster.url, APP_NAME, JAVA_OPTS, str(WORKERS), str(source),
            str(warehouse), D.isoformat(), D.isoformat(), *SAMPLE_DATES]  # fmt: skip
-    # JVM start-ups and many small Spark jobs dominate; the margin is for machines busy with other work.
-    out = subprocess.run(cmd, env=cluster.env, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    with (cwd / "driver.out").open("w") as out, (cwd / "driver.err").open("w") as err:
+        return subprocess.Popen(cmd, env=cluster.env, cwd=cwd, stdout=out, stderr=err, text=True)
+
+
+def finish_on_cluster(driver: subprocess.Popen[str], cwd: Path) -> dict[str, Any]:
+    try:
+        # JVM start-ups and many small Spark jobs dominate; the margin is for machines busy with other work.
+        returncode = driver.wait(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(timeout=30)
+    assert returncode == 0, (cwd / "driver.err").read_text(errors="replace")[-3000:]
+    return dict(json.loads((cwd / "driver.out").read_text().strip().splitlines()[-1]))
 
 
 def run_locally(spark: Any, source: Path, warehouse: Path) -> dict[str, Any]:
@@ -204,9 +217,12 @@ def run_locally(spark: Any, source: Path, warehouse: Path) -> dict[str, Any]:
 def runs(cluster: Cluster, landing: Path, spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("cluster-runs")
     started = time.monotonic()
-    remote = run_on_cluster(cluster, landing, root / "warehouse-cluster", root)
+    driver = start_on_cluster(cluster, landing, root / "warehouse-cluster", root)
+    try:
+        local = run_locally(spark, landing, root / "warehouse-local")  # at the same time, in this process
+    finally:
+        remote = finish_on_cluster(driver, root)
     remote["seconds"] = time.monotonic() - started
-    local = run_locally(spark, landing, root / "warehouse-local")
     return {"cluster": remote, "local": local, "root": root}
 
 
