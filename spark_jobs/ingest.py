@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -12,25 +13,28 @@ from collections.abc import Sequence
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
 from spark_jobs import storage
+from spark_jobs.ingest_accounting import (
+    INLINE_REJECTS,
+    file_rejects,
+    find_duplicates,
+    ingest_files_rows,
+    observe_files,
+    observed_accounting,
+    summarise,
+)
+from spark_jobs.ingest_duplicates import move_duplicates
 from spark_jobs.log_fields import field_delimiter
 from spark_jobs.log_keys import escape_glob
 from spark_jobs.params import IngestParams
 from spark_jobs.privacy import IP_MODES, PrivacyOptions
 from spark_jobs.raw_reader import ReaderOptions, read_binary_batches
-from spark_jobs.schema import (
-    CDN_LOGS_SCHEMA,
-    INGEST_FILES_SCHEMA,
-    PARSED_SCHEMA,
-    REJECTS_SCHEMA,
-)
+from spark_jobs.schema import CDN_LOGS_SCHEMA, INGEST_FILES_SCHEMA, PARSED_SCHEMA, REJECTS_SCHEMA
 from spark_jobs.storage import RawFile, listed_raw_files, read_file_list, table_path
-from spark_jobs.useragent import agent_table, with_user_agent_details
 
 # Files are read whole by Python workers: a few per Arrow batch keeps worker memory bounded.
 _FILES_PER_ARROW_BATCH = "4"
@@ -78,147 +82,20 @@ def read_raw_lines(spark: SparkSession, files: list[RawFile], options: ReaderOpt
     return functools.reduce(DataFrame.unionByName, scans)
 
 
-def with_duplicate_files(parsed: DataFrame, duplicates: dict[str, str]) -> DataFrame:
-    """Reject every line of a file whose bytes equal an earlier file's (same delivery twice)."""
-    if not duplicates:
-        return parsed
-    mapping = F.create_map(*[F.lit(x) for pair in duplicates.items() for x in pair])
-    original = F.element_at(mapping, F.col("source_file"))
-    reason = F.when(
-        F.col("line_no").isNotNull() & original.isNotNull(),
-        F.coalesce("reason", F.concat(F.lit("duplicate file: same bytes as "), original)),
-    ).otherwise(F.col("reason"))
-    return parsed.withColumn("reason", reason)
-
-
-def find_duplicates(markers: list[Any]) -> dict[str, str]:
-    """{duplicate path: first path} for files with identical content (by sha256)."""
-    first: dict[str, str] = {}
-    duplicates: dict[str, str] = {}
-    for row in sorted(markers, key=lambda r: r["source_file"]):
-        digest = row["value"]
-        if digest in first:
-            duplicates[row["source_file"]] = first[digest]
-        else:
-            first[digest] = row["source_file"]
-    return duplicates
-
-
-def _request_hashes(staged: DataFrame) -> DataFrame:
-    good = staged.where(F.col("line_no").isNotNull() & F.col("reason").isNull()
-                        & F.col("x_edge_request_id").isNotNull())  # fmt: skip
-    return good.select("source_file", "line_no", "x_edge_request_id", "c_country",
-                       F.xxhash64("x_edge_request_id").alias("request_hash"))  # fmt: skip
-
-
-def duplicate_requests(spark: SparkSession, staged: DataFrame) -> DataFrame | None:
-    """(source_file, line_no, duplicate) for each good line whose request id an earlier line has;
-    None when no two good lines share an id (the usual day).
-
-    x-edge-request-id is unique per request, so a repeat is the same request delivered twice (a
-    file re-sent under another name, an overlapping concatenation). The first by (file, line) is
-    kept. One action shuffles 64-bit hashes of all ids and returns the hashes seen more than once
-    (a few, or none); only the lines with those hashes are compared by id.
-    """
-    hashed = staged.transform(_request_hashes)
-    shared = hashed.groupBy("request_hash").count().where(F.col("count") > 1).select("request_hash")
-    colliding = [(r[0],) for r in shared.collect()]
-    if not colliding:
-        return None
-    suspects = spark.createDataFrame(colliding, "request_hash bigint")
-    # A request delivered by legacy and v2 logging keeps the v2 copy (it carries the viewer's country).
-    window = Window.partitionBy("x_edge_request_id").orderBy(F.col("c_country").isNull(), "source_file", "line_no")
-    first = F.first(F.struct("source_file", "line_no")).over(window)
-    return (
-        hashed.join(F.broadcast(suspects), "request_hash")
-        .withColumns({"n": F.row_number().over(window), "first": first})
-        .where(F.col("n") > 1)
-        .select("source_file", "line_no", F.concat(
-            F.lit("duplicate request id: first at "), F.col("first.source_file"),
-            F.lit(" line "), F.col("first.line_no").cast("string"),
-        ).alias("duplicate"))
-    )  # fmt: skip
-
-
-def with_duplicate_requests(staged: DataFrame, duplicates: DataFrame) -> DataFrame:
-    """Reject the repeated requests found by duplicate_requests (their reason says where the first is)."""
-    joined = staged.join(duplicates, ["source_file", "line_no"], "left")
-    return joined.withColumn("reason", F.coalesce("reason", "duplicate")).drop("duplicate")
-
-
-def rejects_frame(staged: DataFrame, run_id: str) -> DataFrame:
-    """Rejected lines and damaged-file markers (line_no NULL) with their reason."""
-    rejected = staged.filter(F.col("reason").isNotNull())
-    return rejected.select(
-        "source_file",
-        "line_no",
-        F.col("value").alias("raw_line"),
-        "reason",
-        F.lit(run_id).alias("ingest_run"),
-        "distro",
-        "dt",
-    )
-
-
-def unread_reason(f: RawFile) -> str:
-    # Spark's file sources skip zero-length files, so they never reach the reader.
-    return "zero-byte file (not gzip)" if f.size == 0 else "file was not read"
-
-
-def unread_files_frame(spark: SparkSession, files: list[RawFile], seen: set[str], run_id: str) -> DataFrame:
-    """Reject rows for listed files that produced no marker row, so none goes unrecorded."""
-    rows = [(f.path, None, None, unread_reason(f), run_id, f.distro, f.date) for f in files if f.path not in seen]
-    return spark.createDataFrame(rows, REJECTS_SCHEMA)
-
-
-def ingest_files_rows(
-    files: list[RawFile], accounting: dict[str, Any], duplicates: dict[str, str], run_id: str
-) -> list[tuple[Any, ...]]:
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    rows = []
-    for f in files:
-        a = accounting.get(f.path)
-        lines, rejected = (a["lines_read"], a["rejected"]) if a else (0, 0)
-        damage = a["reason"] if a else unread_reason(f)
-        modified = dt.datetime.fromtimestamp(f.modified_ms / 1000, dt.UTC).replace(tzinfo=None)
-        rows.append(
-            (f.path, f.path.rsplit("/", 1)[-1], f.size, modified, lines, lines - rejected, rejected,
-             damage is not None, duplicates.get(f.path), run_id, now, f.distro, f.date)
-        )  # fmt: skip
-    return rows
-
-
-def agg_file_accounting(staged: DataFrame) -> DataFrame:
-    """Per file: its marker (`value` = sha256, `reason` = damage), lines read and lines rejected."""
-    is_line = F.col("line_no").isNotNull()
-    return staged.groupBy("source_file").agg(
-        F.max(F.when(~is_line, F.col("value"))).alias("value"),
-        F.max(F.when(~is_line, F.col("reason"))).alias("reason"),
-        F.count_if(is_line).alias("lines_read"),
-        F.count_if(is_line & F.col("reason").isNotNull()).alias("rejected"),
-    )
-
-
-def ensure_cdn_logs(spark: SparkSession, path: str) -> None:
-    """Create cdn_logs with its schema and properties, or bring an older table's properties up to date."""
+def ensure_cdn_logs(spark: SparkSession, path: str) -> dict[str, str]:
+    """The writer options cdn_logs needs: a new table gets its properties from the first write
+    (creating it first was a commit and a snapshot of its own, ~5 s of a first run); an older
+    table gains the columns and properties added since. Two first runs at once: the second's
+    commit fails on the first's and the task's retry writes into the table it made."""
     if not DeltaTable.isDeltaTable(spark, path):
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(CDN_LOGS_SCHEMA)
-        builder = builder.partitionedBy("distro", "dt")
-        for key, value in CDN_LOGS_PROPERTIES.items():
-            builder = builder.property(key, value)
-        try:
-            builder.execute()
-        except Exception:
-            # Another process's first run created it meanwhile (DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION).
-            if not DeltaTable.isDeltaTable(spark, path):
-                raise
-        return
+        return dict(CDN_LOGS_PROPERTIES)
     add_missing_columns(spark, path)
     current = DeltaTable.forPath(spark, path).detail().first()["properties"]
     changed = {k: v for k, v in CDN_LOGS_PROPERTIES.items() if current.get(k) != v}
     if changed:
         settings = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
+    return {}
 
 
 def add_missing_columns(spark: SparkSession, path: str) -> None:
@@ -231,24 +108,26 @@ def add_missing_columns(spark: SparkSession, path: str) -> None:
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
-def write_partitions(df: DataFrame, path: str, predicate: str) -> None:
+def write_partitions(df: DataFrame, path: str, predicate: str, options: dict[str, str] | None = None) -> None:
     """Replace exactly the partitions matching `predicate` (re-running a date never duplicates)."""
-    (
-        df.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", predicate)
-        .partitionBy("distro", "dt")
-        .save(path)
-    )
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).options(**(options or {}))
+    writer.partitionBy("distro", "dt").save(path)
 
 
-def write_cdn_logs(spark: SparkSession, staged_lines: DataFrame, warehouse: str, predicate: str) -> None:
-    """The loaded lines, with the User-Agent details of their distinct agents, into cdn_logs."""
-    loaded = staged_lines.filter(F.col("line_no").isNotNull() & F.col("reason").isNull())
-    agents = [r[0] for r in loaded.select("cs_user_agent").distinct().collect()]
-    logs = with_user_agent_details(loaded, agent_table(spark, agents)).select(*CDN_LOGS_SCHEMA.fieldNames())
-    ensure_cdn_logs(spark, table_path(warehouse, "cdn_logs"))
-    write_partitions(logs, table_path(warehouse, "cdn_logs"), predicate)
+def write_cdn_logs(parsed: DataFrame, warehouse: str, predicate: str) -> None:
+    """The loaded lines (no reason, not a marker) into cdn_logs: the job that parses the files."""
+    loaded = parsed.filter(F.col("line_no").isNotNull() & F.col("reason").isNull())
+    path = table_path(warehouse, "cdn_logs")
+    options = ensure_cdn_logs(parsed.sparkSession, path)
+    write_partitions(loaded.select(*CDN_LOGS_SCHEMA.fieldNames()), path, predicate, options)
+
+
+def reread_rejects(spark: SparkSession, files: list[RawFile], options: ReaderOptions, run_id: str) -> DataFrame:
+    """The rejected lines of files that had too many to come inline, read from those files again."""
+    parsed = read_raw_lines(spark, files, dataclasses.replace(options, inline_rejects=None))
+    rejected = parsed.where(F.col("line_no").isNotNull() & F.col("reason").isNotNull())
+    return rejected.select("source_file", "line_no", F.col("value").alias("raw_line"), "reason",
+                           F.lit(run_id).alias("ingest_run"), "distro", "dt")  # fmt: skip
 
 
 def raw_files(spark: SparkSession, params: IngestParams, wanted: set[str] | None) -> list[RawFile]:
@@ -264,6 +143,9 @@ def run(spark: SparkSession, params: IngestParams, ip_hash_key: str = "") -> dic
     """Ingest params.date; returns per-distribution accounting (lines read = loaded + rejected).
 
     `ip_hash_key`: the key for CDNLAKE_ANONYMIZE_IP=hash (else the CDNLAKE_IP_HASH_KEY variable).
+    One job parses the files and writes cdn_logs, observing each file's accounting and its rejected
+    lines on the way (spark_jobs/ingest_accounting.py); repeats are then moved out of what was
+    written (spark_jobs/ingest_duplicates.py); rejects and ingest_files come from the driver.
     """
     started = time.monotonic()
     date: dt.date = params.date
@@ -274,7 +156,8 @@ def run(spark: SparkSession, params: IngestParams, ip_hash_key: str = "") -> dic
     if not files:
         # Nothing to load: leave the tables as they are rather than wiping the date.
         return result | {"lines_read": 0, "loaded": 0, "rejected": 0, "per_distro": {}}
-    predicate = job_args.partition_predicate(date, sorted({f.distro for f in files}) if wanted else None)
+    distros = sorted({f.distro for f in files})
+    predicate = job_args.partition_predicate(date, distros if wanted else None)
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", _FILES_PER_ARROW_BATCH)
     # Spark checks the listed paths again before reading, in a job of one task per path past 32
@@ -282,56 +165,26 @@ def run(spark: SparkSession, params: IngestParams, ip_hash_key: str = "") -> dic
     # keeps it parallel on a cluster (S3 requests) without the per-task overhead.
     cores = str(spark.sparkContext.defaultParallelism)
     spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism", cores)
-    # The parsed day is read five times. On local disk, not in the heap: kept in memory it ran the
-    # JVM out of a 3 GiB heap at 8M lines (the day grows, the executors do not); on disk the
-    # 2M-line ingest took 8% longer and its peak memory fell from 4.4 to 2.9 GiB (bench/RESULTS.md).
-    staged = read_raw_lines(spark, files, reader_options(params, ip_hash_key)).persist(StorageLevel.DISK_ONLY)
-    repeated: DataFrame | None = None
-    try:
-        # The first action parses every file into the cache and yields each file's accounting.
-        accounting = {r["source_file"]: r.asDict() for r in staged.transform(agg_file_accounting).collect()}
-        duplicates = find_duplicates(list(accounting.values()))
-        staged_lines = with_duplicate_files(staged, duplicates)
-        # The marker's `value` is the file digest, not a line: keep only its reason in rejects.
-        staged_lines = staged_lines.withColumn("value", F.when(F.col("line_no").isNotNull(), F.col("value")))
-        repeated = duplicate_requests(spark, staged_lines)
-        repeats: dict[str, int] = {}
-        if repeated is not None:  # usually None: then the lines are written without a join
-            repeated = repeated.persist(StorageLevel.MEMORY_AND_DISK)
-            repeats = {r["source_file"]: r["count"] for r in repeated.groupBy("source_file").count().collect()}
-            staged_lines = with_duplicate_requests(staged_lines, repeated)
-        for path, a in accounting.items():
-            a["rejected"] = a["lines_read"] if path in duplicates else a["rejected"] + repeats.get(path, 0)
-        write_cdn_logs(spark, staged_lines, params.warehouse, predicate)
-        rejects = rejects_frame(staged_lines, run_id).unionByName(
-            unread_files_frame(spark, files, set(accounting), run_id)
-        )
-        write_partitions(rejects, table_path(params.warehouse, "cdn_logs_rejects"), predicate)
-    finally:
-        staged.unpersist()
-        if repeated is not None:
-            repeated.unpersist()
-    rows = ingest_files_rows(files, accounting, duplicates, run_id)
+    options = dataclasses.replace(reader_options(params, ip_hash_key), inline_rejects=INLINE_REJECTS)
+    observation = Observation(f"ingest-{run_id}")
+    parsed = read_raw_lines(spark, files, options).transform(lambda df: observe_files(df, observation))
+    write_cdn_logs(parsed, params.warehouse, predicate)
+    accounting = observed_accounting(observation)
+    duplicates = find_duplicates(accounting.markers)
+    moved = move_duplicates(spark, table_path(params.warehouse, "cdn_logs"), (date.isoformat(), distros),
+                            duplicates, run_id)  # fmt: skip
+    rejects = spark.createDataFrame(file_rejects(files, accounting, run_id), REJECTS_SCHEMA)
+    if moved is not None:
+        rejects = rejects.unionByName(moved.rejects)
+    overflowing = set(accounting.overflowing())
+    if overflowing:
+        rejects = rejects.unionByName(reread_rejects(spark, [f for f in files if f.path in overflowing], options,
+                                                     run_id))  # fmt: skip
+    write_partitions(rejects, table_path(params.warehouse, "cdn_logs_rejects"), predicate)
+    rows = ingest_files_rows(files, accounting, duplicates, moved.per_file if moved else {}, run_id)
     files_df = spark.createDataFrame(rows, INGEST_FILES_SCHEMA)
     write_partitions(files_df, table_path(params.warehouse, "ingest_files"), predicate)
     return result | summarise(rows) | {"seconds": round(time.monotonic() - started, 2)}
-
-
-def summarise(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    """Totals and per-distribution accounting from ingest_files rows."""
-    names = INGEST_FILES_SCHEMA.fieldNames()
-    per: dict[str, dict[str, int]] = {}
-    totals = {"lines_read": 0, "loaded": 0, "rejected": 0, "damaged_files": 0, "duplicate_files": 0}
-    for row in rows:
-        r = dict(zip(names, row, strict=True))
-        d = per.setdefault(r["distro"], {"files": 0, "lines_read": 0, "loaded": 0, "rejected": 0})
-        d["files"] += 1
-        for key in ("lines_read", "loaded", "rejected"):
-            d[key] += r[key]
-            totals[key] += r[key]
-        totals["damaged_files"] += int(r["damaged"])
-        totals["duplicate_files"] += int(r["duplicate_of"] is not None)
-    return totals | {"per_distro": per}
 
 
 def v2_delimiter(value: str) -> str:

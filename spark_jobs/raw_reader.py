@@ -12,6 +12,7 @@ import zlib as stdlib_zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -22,6 +23,7 @@ from spark_jobs.record_tokens import tokenize_json, tokenize_parquet
 from spark_jobs.schema import PARSED_SCHEMA
 from spark_jobs.text_tokens import tokenize_text
 from spark_jobs.tokens import Tokens
+from spark_jobs.useragent import user_agent_columns
 
 try:  # ISA-L is a drop-in, much faster zlib; fall back to the standard library.
     from isal import isal_zlib as zlib
@@ -45,6 +47,10 @@ class ReaderOptions:
     privacy: PrivacyOptions = NO_PRIVACY
     delimiter: str = "\t"
     default_date: str = "0000-00-00"
+    # A file with more rejected lines than this leaves them out of its batch (its marker still
+    # counts them): the ingest collects the inline ones on the driver and reads such a file again
+    # for its rejects, so a file of garbage never floods the driver. None: every line.
+    inline_rejects: int | None = None
 
 
 def _inflate_until_error(member: bytes, good_until: int) -> bytes:
@@ -116,34 +122,52 @@ def read_tokens(content: bytes, delimiter: str = "\t") -> tuple[Tokens, str | No
     return tokenize_text(raw, damage is not None, delimiter), damage, digest
 
 
+def _rejected_text(tokens: Tokens, rejected: pa.Array, n_rejected: int) -> pa.Array:
+    """Each line's raw text where it is rejected, else NULL (only the rejected lines' text is read)."""
+    if not n_rejected:
+        return pa.nulls(len(tokens), pa.string())
+    taken = tokens.text.take(pa.array(np.flatnonzero(rejected.to_numpy(zero_copy_only=False))))
+    if isinstance(taken, pa.ChunkedArray):
+        taken = taken.combine_chunks()
+    return pc.replace_with_mask(pa.nulls(len(tokens), pa.string()), rejected, taken)
+
+
 def file_batch(path: str, content: bytes, options: ReaderOptions = ReaderOptions()) -> pa.RecordBatch:
     """PARSED_SCHEMA rows for one file: a marker row (line_no NULL, value = sha256, reason =
-    damage) followed by every data line or record, typed, with its reject reason."""
+    damage, file_lines/file_rejected = its accounting) followed by every data line or record,
+    typed, with its reject reason (rejected lines left out past `options.inline_rejects`)."""
     key = parse_log_key(path)
     distro = (key and key.distro) or "unknown"
     date = (key and key.date) or options.default_date
     tokens, damage, digest = read_tokens(content, options.delimiter)
     columns = parse_tokens(tokens, date)
     apply_privacy(columns, options.privacy)
+    columns |= user_agent_columns(columns["cs_user_agent"])
     rejected = pc.is_valid(columns["reason"])
-    line_values = pc.if_else(rejected, tokens.text, pa.scalar(None, pa.string()))
-    n = len(tokens)
+    n, n_rejected = len(tokens), pc.sum(rejected).as_py() or 0
     meta = {
-        "source_file": pa.array([path] * (n + 1), pa.string()),
+        "source_file": pa.repeat(pa.scalar(path, pa.string()), n + 1),
         "line_no": pa.concat_arrays([pa.nulls(1, pa.int64()), pa.array(tokens.line_numbers, pa.int64())]),
-        "distro": pa.array([distro] * (n + 1), pa.string()),
-        "dt": pa.array([date] * (n + 1), pa.string()),
+        "distro": pa.repeat(pa.scalar(distro, pa.string()), n + 1),
+        "dt": pa.repeat(pa.scalar(date, pa.string()), n + 1),
         "reason": pa.concat_arrays([pa.array([damage], pa.string()), columns.pop("reason")]),
-        "value": pa.concat_arrays([pa.array([digest], pa.string()), line_values]),
-    }
+        "value": pa.concat_arrays([pa.array([digest], pa.string()), _rejected_text(tokens, rejected, n_rejected)]),
+        "file_lines": pa.array([n], pa.int64()),
+        "file_rejected": pa.array([n_rejected], pa.int64()),
+    }  # fmt: skip
     arrays = []
     for f in PARSED_SCHEMA.fields:
-        if f.name in meta:
-            arrays.append(meta[f.name])
-        else:
-            column = columns[f.name]
-            arrays.append(pa.concat_arrays([pa.nulls(1, column.type), column]))
-    return pa.RecordBatch.from_arrays(arrays, names=PARSED_SCHEMA.fieldNames())
+        column = meta.get(f.name, columns.get(f.name))
+        if f.name in ("file_lines", "file_rejected"):
+            column = pa.concat_arrays([column, pa.nulls(n, pa.int64())])
+        elif f.name not in meta:
+            column = pa.concat_arrays([pa.nulls(1, column.type), column])
+        arrays.append(column)
+    batch = pa.RecordBatch.from_arrays(arrays, names=PARSED_SCHEMA.fieldNames())
+    if options.inline_rejects is not None and n_rejected > options.inline_rejects:
+        keep = pa.concat_arrays([pa.array([True]), pc.invert(rejected)])
+        batch = batch.filter(keep)
+    return batch
 
 
 def read_binary_batches(

@@ -65,13 +65,18 @@ def cdn_logs_columns() -> list[tuple[str, DataType]]:
 
 CDN_LOGS_SCHEMA = StructType([StructField(n, t, True) for n, t in cdn_logs_columns()])
 
-# What the file reader (spark_jobs/raw_reader.py) hands to Spark: every line typed, with `reason`
-# NULL for a good line; `value` holds the raw text of rejected lines and, on the one marker row per
-# file (line_no NULL), the file's sha256.
-_ENRICHED = ("device_type", "os", "browser")
+# What the file reader (spark_jobs/raw_reader.py) hands to Spark: every cdn_logs column of every
+# line, with `reason` NULL for a good line and `value` the raw text of a rejected one. Each file
+# also gets one marker row (line_no NULL): `value` = the file's sha256, `reason` = its damage,
+# `file_lines`/`file_rejected` = its lines read and rejected, so the accounting needs no pass of its own.
 PARSED_SCHEMA = StructType(
-    [StructField("reason", StringType(), True), StructField("value", StringType(), True)]
-    + [f for f in CDN_LOGS_SCHEMA.fields if f.name not in _ENRICHED]
+    [
+        StructField("reason", StringType(), True),
+        StructField("value", StringType(), True),
+        StructField("file_lines", LongType(), True),
+        StructField("file_rejected", LongType(), True),
+    ]
+    + list(CDN_LOGS_SCHEMA.fields)
 )
 
 REJECTS_SCHEMA = StructType(

@@ -1,27 +1,18 @@
-"""Device type, OS and browser from User-Agents: parse the few distinct agents, then join.
+"""Device type, OS and browser from User-Agents, classified inside the file reader's worker.
 
-A day holds millions of requests but only thousands of distinct User-Agents, so the maintained
-ua-parser (uap-core regexes) runs on the driver over the distinct values and the result is
-broadcast-joined back: no per-row Python on the hot path.
+A file holds thousands of requests but only dozens of distinct User-Agents, so the maintained
+ua-parser (uap-core regexes) runs over each batch's distinct values (cached across batches) and the
+result is expanded back with one `take`: no per-row Python, and no second pass over the day's rows
+to collect the agents and join them back (what the ingest did before: bench/RESULTS.md session 6).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+import pyarrow as pa
+import pyarrow.compute as pc
 from ua_parser import parse
-
-UA_SCHEMA = StructType(
-    [
-        StructField("cs_user_agent", StringType(), False),
-        StructField("device_type", StringType(), False),
-        StructField("os", StringType(), False),
-        StructField("browser", StringType(), False),
-    ]
-)
 
 _TV_MARKERS = ("smart-tv", "smarttv", "tizen", "webos", "web0s", "crkey", "appletv", "roku", "bravia",
                "hbbtv", "aft", "android tv", "googletv")  # fmt: skip
@@ -55,19 +46,9 @@ def classify(user_agent: str | None) -> tuple[str, str, str]:
     return kind, os_family, browser
 
 
-def agent_table(spark: SparkSession, agents: list[str]) -> DataFrame:
-    """A small DataFrame of parsed agents, ready for a broadcast join."""
-    rows = [(agent, *classify(agent)) for agent in agents if agent is not None]
-    return spark.createDataFrame(rows, UA_SCHEMA)
-
-
-def with_user_agent_details(df: DataFrame, agents: DataFrame) -> DataFrame:
-    """Add device_type, os and browser by joining on the decoded User-Agent."""
-    joined = df.join(F.broadcast(agents), on="cs_user_agent", how="left")
-    return joined.withColumns(
-        {
-            "device_type": F.coalesce("device_type", F.lit("unknown")),
-            "os": F.coalesce("os", F.lit("Unknown")),
-            "browser": F.coalesce("browser", F.lit("Unknown")),
-        }
-    )
+def user_agent_columns(agents: pa.Array) -> dict[str, pa.Array]:
+    """device_type, os and browser for each value of a (decoded) User-Agent column."""
+    encoded = pc.dictionary_encode(agents, null_encoding="encode")
+    details = [classify(agent) for agent in encoded.dictionary.to_pylist()]
+    return {name: pa.array([d[i] for d in details], pa.string()).take(encoded.indices)
+            for i, name in enumerate(("device_type", "os", "browser"))}  # fmt: skip

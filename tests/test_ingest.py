@@ -150,6 +150,9 @@ def test_damaged_and_duplicate_files(spark: Any, tmp_path: Path) -> None:
 def test_readable_by_delta_rs(loaded: dict[str, Any]) -> None:
     table = DeltaTable(str(loaded["warehouse"] / "cdn_logs"))
     assert table.metadata().partition_columns == ["distro", "dt"]
+    # Statistics only on what queries filter by (set by the write that created the table).
+    stats_columns = table.metadata().configuration["delta.dataSkippingStatsColumns"]
+    assert stats_columns == "ts,hour,sc_status,x_edge_location,x_edge_response_result_type"
     frame = table.to_pandas(partitions=[("dt", "=", "2018-11-07")])
     assert len(frame) == 5 and set(frame["distro"]) == {D}
 
@@ -177,3 +180,27 @@ def test_repeated_request_ids_are_loaded_once(spark: Any, tmp_path: Path) -> Non
                                            f"duplicate request id: first at file:{first} line 4"]  # fmt: skip
     ids = [r.x_edge_request_id for r in spark.read.format("delta").load(str(tmp_path / "wh" / "cdn_logs")).collect()]
     assert len(ids) == len(set(ids)) == 6
+
+
+def test_a_file_with_more_rejects_than_come_inline_keeps_them_all(spark: Any, tmp_path: Path) -> None:
+    """Rejected lines travel to the driver inline up to INLINE_REJECTS per file; a file with more
+    is read again for them: every one is in the rejects, with its text, none in cdn_logs."""
+    from spark_jobs.ingest_accounting import INLINE_REJECTS
+
+    source = tmp_path / "landing"
+    header, lines = sample_lines("real-2018-26fields-excerpt")
+    many = INLINE_REJECTS + 7
+    broken = [f"2018-11-07\tbroken line {i}" for i in range(many)]
+    write_gz(source / f"{DISTRO}.2018-11-07-00.many.gz", header + lines[:2] + broken)
+    write_gz(source / f"{DISTRO}.2018-11-07-01.few.gz", header + lines[2:] + broken[:1])
+    result = run_ingest(spark, source, tmp_path / "wh", "2018-11-07")
+    assert (result["lines_read"], result["loaded"], result["rejected"]) == (5 + many + 1, 5, many + 1)
+    rejects = spark.read.format("delta").load(str(tmp_path / "wh" / "cdn_logs_rejects")).collect()
+    by_file = {name: sorted((r.line_no, r.raw_line) for r in rejects if r.source_file.endswith(f".{name}.gz"))
+               for name in ("many", "few")}  # fmt: skip
+    # 2 header lines, then 2 good lines: the broken lines start at line 5 of `many`, line 6 of `few`.
+    assert by_file["many"] == [(5 + i, broken[i]) for i in range(many)]
+    assert by_file["few"] == [(6, broken[0])]
+    assert {r.reason for r in rejects} == {"column count check: header declares 26 fields, line has 2"}
+    logs = spark.read.format("delta").load(str(tmp_path / "wh" / "cdn_logs"))
+    assert logs.count() == 5 and logs.where("line_no IS NULL").count() == 0

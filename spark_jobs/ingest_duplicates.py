@@ -1,0 +1,101 @@
+"""Requests delivered twice, found in what the ingest just wrote and moved to the rejects.
+
+A file re-sent with the same bytes (found by the markers' digests) and a request id seen twice
+(a file re-sent under another name, an overlapping concatenation, a request delivered by both
+logging generations) are rare. Rather than holding the whole day back until they are known (a
+cache and four more passes over the parsed rows), the ingest writes its lines, then checks the
+partitions it wrote: usually one scan of the request-id column finds nothing; otherwise one MERGE
+deletes the repeats, and the rejects get them with a reason naming the first copy. Their rows are
+read from the table version the ingest wrote, which the delete leaves readable (time travel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+_KEYS = ("source_file", "line_no")
+
+
+def _request_hashes(logs: DataFrame) -> DataFrame:
+    good = logs.where(F.col("x_edge_request_id").isNotNull())
+    return good.select("source_file", "line_no", "x_edge_request_id", "c_country",
+                       F.xxhash64("x_edge_request_id").alias("request_hash"))  # fmt: skip
+
+
+def duplicate_requests(spark: SparkSession, logs: DataFrame) -> DataFrame | None:
+    """(source_file, line_no, reason) for each row whose request id an earlier row has; None when
+    no two rows share an id (the usual day).
+
+    x-edge-request-id is unique per request. The first by (file, line) is kept. One action shuffles
+    64-bit hashes of all ids and returns the hashes seen more than once (a few, or none); only the
+    rows with those hashes are compared by id.
+    """
+    hashed = logs.transform(_request_hashes)
+    shared = hashed.groupBy("request_hash").count().where(F.col("count") > 1).select("request_hash")
+    colliding = [(r[0],) for r in shared.collect()]
+    if not colliding:
+        return None
+    suspects = spark.createDataFrame(colliding, "request_hash bigint")
+    # A request delivered by legacy and v2 logging keeps the v2 copy (it carries the viewer's country).
+    window = Window.partitionBy("x_edge_request_id").orderBy(F.col("c_country").isNull(), "source_file", "line_no")
+    first = F.first(F.struct("source_file", "line_no")).over(window)
+    return (
+        hashed.join(F.broadcast(suspects), "request_hash")
+        .withColumns({"n": F.row_number().over(window), "first": first})
+        .where(F.col("n") > 1)
+        .select("source_file", "line_no", F.concat(
+            F.lit("duplicate request id: first at "), F.col("first.source_file"),
+            F.lit(" line "), F.col("first.line_no").cast("string"),
+        ).alias("reason"))
+    )  # fmt: skip
+
+
+@dataclass
+class MovedLines:
+    """Lines deleted from cdn_logs after the write: as rejects rows, and their count per file."""
+
+    rejects: DataFrame
+    per_file: dict[str, int]
+
+
+def _duplicate_file_lines(logs: DataFrame, duplicates: dict[str, str]) -> DataFrame | None:
+    if not duplicates:
+        return None
+    mapping = F.create_map(*[F.lit(x) for pair in duplicates.items() for x in pair])
+    reason = F.concat(F.lit("duplicate file: same bytes as "), F.element_at(mapping, F.col("source_file")))
+    return logs.where(F.col("source_file").isin(list(duplicates))).select(*_KEYS, reason.alias("reason"))
+
+
+def move_duplicates(
+    spark: SparkSession, path: str, partitions: tuple[str, list[str]], duplicates: dict[str, str], run_id: str
+) -> MovedLines | None:
+    """Delete the lines of duplicate files and repeated requests from the partitions just written
+    (`partitions`: the date and its distributions); None when there are none."""
+    date, distros = partitions
+    predicate = (F.col("dt") == date) & F.col("distro").isin(distros)
+    table = DeltaTable.forPath(spark, path)
+    version = table.history(1).first()["version"]
+    written = spark.read.format("delta").option("versionAsOf", version).load(path).where(predicate)
+    of_files = _duplicate_file_lines(written, duplicates)
+    rest = written.where(~F.col("source_file").isin(list(duplicates))) if duplicates else written
+    of_requests = duplicate_requests(spark, rest)
+    parts = [p for p in (of_files, of_requests) if p is not None]
+    if not parts:
+        return None
+    moved = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+    # Small (the repeats only), and read three times: by the count, the MERGE and the rejects' write.
+    moved = moved.localCheckpoint()
+    per_file = {r["source_file"]: r["count"] for r in moved.groupBy("source_file").count().collect()}
+    # The partitions as literals: the MERGE then reads only the files of the date's partitions.
+    condition = (F.col("t.dt") == date) & F.col("t.distro").isin(distros)
+    for key in _KEYS:
+        condition = condition & (F.col(f"t.{key}") == F.col(f"m.{key}"))
+    table.alias("t").merge(moved.alias("m"), condition).whenMatchedDelete().execute()
+    rows = moved.join(written.select(*_KEYS, "distro", "dt"), list(_KEYS))
+    rejects = rows.select("source_file", "line_no", F.lit(None).cast("string").alias("raw_line"), "reason",
+                          F.lit(run_id).alias("ingest_run"), "distro", "dt")  # fmt: skip
+    return MovedLines(rejects, per_file)
