@@ -44,7 +44,7 @@ class Settings:
     log_dir: str = "./data/logs"
     spark_master: str = "local[*]"
     spark_runner: str = "local"
-    spark_driver_memory: str = "4g"
+    spark_driver_memory: str = "3g"
     # Extra Spark settings for every job, `key=value` pairs separated by `;` (e.g. shuffle partitions
     # or executor memory overhead at production volume).
     spark_conf: str = ""

@@ -53,6 +53,13 @@ def _typed(raw: pa.Array, sql_type: str) -> tuple[pa.Array, np.ndarray]:
     """Cast where the text is a number; second value marks present-but-invalid rows."""
     if raw.null_count == len(raw):  # a field the file does not carry (v2-only fields in legacy files)
         return pa.nulls(len(raw), _ARROW_TYPES[sql_type]), np.zeros(len(raw), bool)
+    if sql_type != "double" and (pc.max(pc.binary_length(raw)).as_py() or 0) <= 18:
+        # Arrow's cast accepts exactly `-?[0-9]+`: with at most 18 characters that is _INT_RE, so a
+        # column that casts whole needs no regex over every value (the common case).
+        try:
+            return pc.cast(raw, _ARROW_TYPES[sql_type]), np.zeros(len(raw), bool)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     valid = pc.match_substring_regex(raw, _FLOAT_RE if sql_type == "double" else _INT_RE)
     cast = pc.cast(pc.if_else(valid, raw, pa.scalar(None, pa.string())), _ARROW_TYPES[sql_type])
     invalid = pc.and_(pc.is_valid(raw), pc.invert(pc.fill_null(valid, False)))

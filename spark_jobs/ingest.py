@@ -83,26 +83,20 @@ def read_raw_lines(spark: SparkSession, files: list[RawFile], options: ReaderOpt
     return functools.reduce(DataFrame.unionByName, scans)
 
 
-def ensure_cdn_logs(spark: SparkSession, path: str) -> None:
-    """Create cdn_logs with its schema and properties, or bring an older table's properties up to date."""
+def ensure_cdn_logs(spark: SparkSession, path: str) -> dict[str, str]:
+    """The writer options cdn_logs needs: a new table gets its properties from the first write
+    (creating it first was a commit and a snapshot of its own, ~5 s of a first run); an older
+    table gains the columns and properties added since. Two first runs at once: the second's
+    commit fails on the first's and the task's retry writes into the table it made."""
     if not DeltaTable.isDeltaTable(spark, path):
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(CDN_LOGS_SCHEMA)
-        builder = builder.partitionedBy("distro", "dt")
-        for key, value in CDN_LOGS_PROPERTIES.items():
-            builder = builder.property(key, value)
-        try:
-            builder.execute()
-        except Exception:
-            # Another process's first run created it meanwhile (DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION).
-            if not DeltaTable.isDeltaTable(spark, path):
-                raise
-        return
+        return dict(CDN_LOGS_PROPERTIES)
     add_missing_columns(spark, path)
     current = DeltaTable.forPath(spark, path).detail().first()["properties"]
     changed = {k: v for k, v in CDN_LOGS_PROPERTIES.items() if current.get(k) != v}
     if changed:
         settings = ", ".join(f"'{k}' = '{v}'" for k, v in changed.items())
         spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
+    return {}
 
 
 def add_missing_columns(spark: SparkSession, path: str) -> None:
@@ -115,22 +109,18 @@ def add_missing_columns(spark: SparkSession, path: str) -> None:
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
-def write_partitions(df: DataFrame, path: str, predicate: str) -> None:
+def write_partitions(df: DataFrame, path: str, predicate: str, options: dict[str, str] | None = None) -> None:
     """Replace exactly the partitions matching `predicate` (re-running a date never duplicates)."""
-    (
-        df.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", predicate)
-        .partitionBy("distro", "dt")
-        .save(path)
-    )
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).options(**(options or {}))
+    writer.partitionBy("distro", "dt").save(path)
 
 
 def write_cdn_logs(parsed: DataFrame, warehouse: str, predicate: str) -> None:
     """The loaded lines (no reason, not a marker) into cdn_logs: the job that parses the files."""
     loaded = parsed.filter(F.col("line_no").isNotNull() & F.col("reason").isNull())
-    ensure_cdn_logs(parsed.sparkSession, table_path(warehouse, "cdn_logs"))
-    write_partitions(loaded.select(*CDN_LOGS_SCHEMA.fieldNames()), table_path(warehouse, "cdn_logs"), predicate)
+    path = table_path(warehouse, "cdn_logs")
+    options = ensure_cdn_logs(parsed.sparkSession, path)
+    write_partitions(loaded.select(*CDN_LOGS_SCHEMA.fieldNames()), path, predicate, options)
 
 
 def reread_rejects(spark: SparkSession, files: list[RawFile], options: ReaderOptions, run_id: str) -> DataFrame:

@@ -5,8 +5,7 @@ A file re-sent with the same bytes (found by the markers' digests) and a request
 logging generations) are rare. Rather than holding the whole day back until they are known (a
 cache and four more passes over the parsed rows), the ingest writes its lines, then checks the
 partitions it wrote: usually one scan of the request-id column finds nothing; otherwise one MERGE
-deletes the repeats, and the rejects get them with a reason naming the first copy. Their rows are
-read from the table version the ingest wrote, which the delete leaves readable (time travel).
+deletes the repeats, and the rejects get them with a reason naming the first copy.
 """
 
 from __future__ import annotations
@@ -22,12 +21,12 @@ _KEYS = ("source_file", "line_no")
 
 def _request_hashes(logs: DataFrame) -> DataFrame:
     good = logs.where(F.col("x_edge_request_id").isNotNull())
-    return good.select("source_file", "line_no", "x_edge_request_id", "c_country",
+    return good.select("source_file", "line_no", "distro", "dt", "x_edge_request_id", "c_country",
                        F.xxhash64("x_edge_request_id").alias("request_hash"))  # fmt: skip
 
 
 def duplicate_requests(spark: SparkSession, logs: DataFrame) -> DataFrame | None:
-    """(source_file, line_no, reason) for each row whose request id an earlier row has; None when
+    """(source_file, line_no, distro, dt, reason) for each row whose request id an earlier row has; None when
     no two rows share an id (the usual day).
 
     x-edge-request-id is unique per request. The first by (file, line) is kept. One action shuffles
@@ -47,7 +46,7 @@ def duplicate_requests(spark: SparkSession, logs: DataFrame) -> DataFrame | None
         hashed.join(F.broadcast(suspects), "request_hash")
         .withColumns({"n": F.row_number().over(window), "first": first})
         .where(F.col("n") > 1)
-        .select("source_file", "line_no", F.concat(
+        .select(*_KEYS, "distro", "dt", F.concat(
             F.lit("duplicate request id: first at "), F.col("first.source_file"),
             F.lit(" line "), F.col("first.line_no").cast("string"),
         ).alias("reason"))
@@ -67,7 +66,8 @@ def _duplicate_file_lines(logs: DataFrame, duplicates: dict[str, str]) -> DataFr
         return None
     mapping = F.create_map(*[F.lit(x) for pair in duplicates.items() for x in pair])
     reason = F.concat(F.lit("duplicate file: same bytes as "), F.element_at(mapping, F.col("source_file")))
-    return logs.where(F.col("source_file").isin(list(duplicates))).select(*_KEYS, reason.alias("reason"))
+    copies = logs.where(F.col("source_file").isin(list(duplicates)))
+    return copies.select(*_KEYS, "distro", "dt", reason.alias("reason"))
 
 
 def move_duplicates(
@@ -77,9 +77,8 @@ def move_duplicates(
     (`partitions`: the date and its distributions); None when there are none."""
     date, distros = partitions
     predicate = (F.col("dt") == date) & F.col("distro").isin(distros)
-    table = DeltaTable.forPath(spark, path)
-    version = table.history(1).first()["version"]
-    written = spark.read.format("delta").option("versionAsOf", version).load(path).where(predicate)
+    # The table as this ingest's commit left it (Delta's cached snapshot: no time travel, no new state).
+    written = spark.read.format("delta").load(path).where(predicate)
     of_files = _duplicate_file_lines(written, duplicates)
     rest = written.where(~F.col("source_file").isin(list(duplicates))) if duplicates else written
     of_requests = duplicate_requests(spark, rest)
@@ -87,15 +86,14 @@ def move_duplicates(
     if not parts:
         return None
     moved = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
-    # Small (the repeats only), and read three times: by the count, the MERGE and the rejects' write.
+    # Materialised before the MERGE deletes what it was computed from; small (the repeats only).
     moved = moved.localCheckpoint()
     per_file = {r["source_file"]: r["count"] for r in moved.groupBy("source_file").count().collect()}
     # The partitions as literals: the MERGE then reads only the files of the date's partitions.
     condition = (F.col("t.dt") == date) & F.col("t.distro").isin(distros)
     for key in _KEYS:
         condition = condition & (F.col(f"t.{key}") == F.col(f"m.{key}"))
-    table.alias("t").merge(moved.alias("m"), condition).whenMatchedDelete().execute()
-    rows = moved.join(written.select(*_KEYS, "distro", "dt"), list(_KEYS))
-    rejects = rows.select("source_file", "line_no", F.lit(None).cast("string").alias("raw_line"), "reason",
-                          F.lit(run_id).alias("ingest_run"), "distro", "dt")  # fmt: skip
+    DeltaTable.forPath(spark, path).alias("t").merge(moved.alias("m"), condition).whenMatchedDelete().execute()
+    rejects = moved.select(*_KEYS, F.lit(None).cast("string").alias("raw_line"), "reason",
+                           F.lit(run_id).alias("ingest_run"), "distro", "dt")  # fmt: skip
     return MovedLines(rejects, per_file)

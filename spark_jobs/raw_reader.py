@@ -12,6 +12,7 @@ import zlib as stdlib_zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -121,6 +122,16 @@ def read_tokens(content: bytes, delimiter: str = "\t") -> tuple[Tokens, str | No
     return tokenize_text(raw, damage is not None, delimiter), damage, digest
 
 
+def _rejected_text(tokens: Tokens, rejected: pa.Array, n_rejected: int) -> pa.Array:
+    """Each line's raw text where it is rejected, else NULL (only the rejected lines' text is read)."""
+    if not n_rejected:
+        return pa.nulls(len(tokens), pa.string())
+    taken = tokens.text.take(pa.array(np.flatnonzero(rejected.to_numpy(zero_copy_only=False))))
+    if isinstance(taken, pa.ChunkedArray):
+        taken = taken.combine_chunks()
+    return pc.replace_with_mask(pa.nulls(len(tokens), pa.string()), rejected, taken)
+
+
 def file_batch(path: str, content: bytes, options: ReaderOptions = ReaderOptions()) -> pa.RecordBatch:
     """PARSED_SCHEMA rows for one file: a marker row (line_no NULL, value = sha256, reason =
     damage, file_lines/file_rejected = its accounting) followed by every data line or record,
@@ -140,8 +151,7 @@ def file_batch(path: str, content: bytes, options: ReaderOptions = ReaderOptions
         "distro": pa.repeat(pa.scalar(distro, pa.string()), n + 1),
         "dt": pa.repeat(pa.scalar(date, pa.string()), n + 1),
         "reason": pa.concat_arrays([pa.array([damage], pa.string()), columns.pop("reason")]),
-        "value": pa.concat_arrays([pa.array([digest], pa.string()),
-                                   pc.if_else(rejected, tokens.text, pa.scalar(None, pa.string()))]),
+        "value": pa.concat_arrays([pa.array([digest], pa.string()), _rejected_text(tokens, rejected, n_rejected)]),
         "file_lines": pa.array([n], pa.int64()),
         "file_rejected": pa.array([n_rejected], pa.int64()),
     }  # fmt: skip

@@ -74,25 +74,63 @@ def header_fields(header: str, delimiter: str) -> tuple[str, ...]:
     return tuple(n for n in re.split(r"[\s" + re.escape(delimiter) + r"]+", header.split(":", 1)[1]) if n)
 
 
+def _read_fields(good: pa.Array, count: int, delimiter: str, invalid: list[tuple[int, int, str]] | None) -> pa.Table:
+    """Arrow's C++ CSV reader over the lines (delimiter, no quoting, `-` as NULL), `count` fields
+    each. With `invalid` a list, lines of another field count are skipped and recorded there as
+    (index, fields, text); else such a line raises ArrowInvalid."""
+    positions = [f"c{i}" for i in range(count)]
+
+    def skip(row: pa_csv.InvalidRow) -> str:
+        invalid.append((row.number - 1, row.actual_columns, row.text))  # type: ignore[union-attr]
+        return "skip"
+
+    return pa_csv.read_csv(
+        io.BytesIO(joined_lines(good)),
+        read_options=pa_csv.ReadOptions(column_names=positions, use_threads=False, block_size=1 << 26),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, double_quote=False,
+                                          escape_char=False, newlines_in_values=False, ignore_empty_lines=False,
+                                          invalid_row_handler=skip if invalid is not None else None),
+        convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(positions, pa.string()),
+                                              null_values=["-"], strings_can_be_null=True),
+    )  # fmt: skip
+
+
 def _csv_columns(good: pa.Array, names: tuple[str, ...], delimiter: str) -> list[pa.Array] | None:
     """The fields of lines that all have len(names) fields, by position; None if Arrow's reader
     sees the text differently (a stray carriage return inside a value ends a CSV row)."""
-    positions = [f"c{i}" for i in range(len(names))]
     try:
-        table = pa_csv.read_csv(
-            io.BytesIO(joined_lines(good)),
-            read_options=pa_csv.ReadOptions(column_names=positions, use_threads=False, block_size=1 << 26),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char=False, double_quote=False,
-                                              escape_char=False, newlines_in_values=False,
-                                              ignore_empty_lines=False),
-            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(positions, pa.string()),
-                                                  null_values=["-"], strings_can_be_null=True),
-        )  # fmt: skip
+        table = _read_fields(good, len(names), delimiter, None)
     except pa.ArrowInvalid:
         return None
     if table.num_rows != len(good):
         return None
     return [table.column(i).combine_chunks() for i in range(len(names))]
+
+
+def _fast_segment(lines: pa.Array, names: tuple[str, ...], delimiter: str) -> tuple[list[pa.Array], np.ndarray,
+                                                                                   dict[int, int]] | None:
+    """One read of the segment, lines of a wrong field count skipped by the reader itself: no
+    count of every line's delimiters, no copy of the good lines. Returns the columns of the
+    tokenized lines (line order), which lines they are, and {line: field count} of the others;
+    None when the reader's rows cannot be matched to the lines (the careful path then runs)."""
+    declared, invalid = len(names), []  # type: ignore[var-annotated]
+    try:
+        table = _read_fields(lines, declared, delimiter, invalid)
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows + len(invalid) != len(lines) or any(not 0 <= i < len(lines) for i, _, _ in invalid):
+        return None
+    ok = np.ones(len(lines), bool)
+    ok[[i for i, _, _ in invalid]] = False
+    columns = [table.column(i).combine_chunks() for i in range(declared)]
+    extra = [(i, text) for i, count, text in invalid if count == declared + 1 and text.endswith(delimiter)]
+    if extra:  # one more field, empty (AWS's own example): tokenized apart, then put in line order
+        trimmed = pa.array([text[: -len(delimiter)] for _, text in extra], pa.string())
+        order = np.argsort(np.concatenate([np.flatnonzero(ok), [i for i, _ in extra]]), kind="stable")
+        parts = _split_columns(trimmed, names, delimiter)
+        columns = [pa.concat_arrays([c, p]).take(pa.array(order)) for c, p in zip(columns, parts, strict=True)]
+        ok[[i for i, _ in extra]] = True
+    return columns, ok, {i: count for i, count, _ in invalid if not ok[i]}
 
 
 def _split_columns(good: pa.Array, names: tuple[str, ...], delimiter: str) -> list[pa.Array]:
@@ -111,6 +149,31 @@ def tokenize_segment(
     Lines marked in `skip` (already rejected by the reader) are not tokenized.
     """
     declared = len(names)
+    fast = None if skip.any() else _fast_segment(lines, names, delimiter)
+    if fast is not None:
+        columns, ok, counts = fast
+    else:
+        columns, ok, counts = _careful_segment(lines, names, delimiter, skip)
+    # Back to one value per line of the segment: NULL where the line was not tokenized.
+    back = pa.array(np.cumsum(ok) - 1, pa.int64(), mask=~ok)
+    by_field: dict[str, pa.Array] = {}
+    for name, column in zip(names, columns, strict=False):
+        field = canonical_field(name)
+        if field is not None and field not in by_field:
+            by_field[field] = column.take(back) if not ok.all() else column
+    if not ok.any():
+        by_field = {f: pa.nulls(len(lines), pa.string()) for f in filter(None, map(canonical_field, names))}
+    reasons: list[str | None] = [None] * len(lines)
+    for i, count in counts.items():
+        reasons[i] = f"column count check: header declares {declared} fields, line has {count}"
+    return by_field, reasons
+
+
+def _careful_segment(lines: pa.Array, names: tuple[str, ...], delimiter: str, skip: np.ndarray) -> tuple[
+        list[pa.Array], np.ndarray, dict[int, int]]:
+    """_fast_segment's result by counting every line's fields first (lines the reader already
+    rejected, or text Arrow's CSV reader splits differently)."""
+    declared = len(names)
     counts = pc.add(pc.count_substring(lines, delimiter), 1).to_numpy(zero_copy_only=False)
     trailing = pc.ends_with(lines, delimiter).to_numpy(zero_copy_only=False)
     extra_empty = (counts == declared + 1) & trailing
@@ -120,19 +183,7 @@ def tokenize_segment(
         lines = pc.if_else(pa.array(extra_empty), trimmed, lines)
     good = lines.filter(pa.array(ok))
     columns = (_csv_columns(good, names, delimiter) or _split_columns(good, names, delimiter)) if len(good) else []
-    # Back to one value per line of the segment: NULL where the line was not tokenized.
-    back = pa.array(np.cumsum(ok) - 1, pa.int64(), mask=~ok)
-    by_field: dict[str, pa.Array] = {}
-    for name, column in zip(names, columns, strict=False):
-        field = canonical_field(name)
-        if field is not None and field not in by_field:
-            by_field[field] = column.take(back) if not ok.all() else column
-    if not len(good):
-        by_field = {f: pa.nulls(len(lines), pa.string()) for f in filter(None, map(canonical_field, names))}
-    reasons: list[str | None] = [None] * len(lines)
-    for i in np.flatnonzero(~ok & ~skip):
-        reasons[i] = f"column count check: header declares {declared} fields, line has {counts[i]}"
-    return by_field, reasons
+    return columns, ok, {int(i): int(counts[i]) for i in np.flatnonzero(~ok & ~skip)}
 
 
 def _headerless_layout(first_line: str, delimiter: str) -> tuple[str, ...]:
@@ -164,6 +215,7 @@ def tokenize_text(raw: bytes, damaged: bool, delimiter: str = "\t") -> Tokens:
         reader_reasons.setdefault(len(lines) - 1, "incomplete last line of a damaged gzip")
     names: tuple[str, ...] | None = None
     parts: list[tuple[int, dict[str, pa.Array]]] = []
+    segments: list[pa.Array] = []
     numbers: list[np.ndarray] = []
     reasons: list[str | None] = []
     for start, end in zip([-1, *headers], [*headers, len(lines)], strict=True):
@@ -175,13 +227,17 @@ def tokenize_text(raw: bytes, damaged: bool, delimiter: str = "\t") -> Tokens:
             continue
         names = names or _headerless_layout(lines[int(index[0])].as_py(), delimiter)
         skip = np.isin(index, list(reader_reasons))
-        columns, segment_reasons = tokenize_segment(lines.take(pa.array(index)), names, delimiter, skip)
+        # Without blank lines the segment is a slice of the file's lines: no copy.
+        contiguous = index[-1] - index[0] + 1 == len(index)
+        segment = lines.slice(int(index[0]), len(index)) if contiguous else lines.take(pa.array(index))
+        columns, segment_reasons = tokenize_segment(segment, names, delimiter, skip)
         parts.append((len(index), columns))
+        segments.append(segment)
         numbers.append(index + 1)
         for j in np.flatnonzero(skip):
             segment_reasons[j] = reader_reasons[int(index[j])]
         reasons += segment_reasons
     if not parts:
         return Tokens({}, pa.array([], pa.string()), np.zeros(0, np.int64), [])
-    line_numbers = np.concatenate(numbers)
-    return Tokens(concat_columns(parts), lines.take(pa.array(line_numbers - 1)), line_numbers, reasons)
+    # The lines' text is read only for the few rejected ones: the segments as they are, uncopied.
+    return Tokens(concat_columns(parts), pa.chunked_array(segments, pa.string()), np.concatenate(numbers), reasons)

@@ -27,7 +27,7 @@ class Tokens:
     """
 
     columns: dict[str, pa.Array]
-    text: pa.Array
+    text: pa.Array | pa.ChunkedArray
     line_numbers: np.ndarray
     reasons: list[str | None]
 

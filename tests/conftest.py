@@ -26,3 +26,14 @@ def spark() -> Iterator[object]:
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect server (a throwaway SQLite database) for every module that runs a flow:
+    its subprocess takes ~15 s to start on an idle machine and ~50 s on a busy one, once, not per module.
+    Tests that add server-wide objects (a global concurrency limit, automations) remove them again."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

@@ -385,14 +385,6 @@ def test_s3_lock_of_a_dead_run_expires_and_a_live_one_does_not(s3_warehouse: tup
 
 
 # ---------------------------------------------------------------- the daily flow with the lock
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 class FlowFakes:
     """Fake services for cdn-daily (runner, notifier, e-mail sender, a source with one good file, an
     empty local warehouse to read): records progress events and when ingest started."""

@@ -47,15 +47,6 @@ MASTER = "local[2]"
 _TIME = re.compile(r"\d\d:\d\d:\d\d")
 
 
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    # A throwaway SQLite database; the subprocess server can take ~45 s to start on a busy machine.
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 def real_services(settings: Settings, spark: Any, **given: Any) -> Services:
     """The real services of `settings`, their local runner on the conftest session (build_session
     would also get it back from getOrCreate, but would reset its shuffle partitions for the other tests)."""
@@ -663,9 +654,13 @@ def test_concurrent_backfill_takes_turns_writing(fakes: Fakes, tmp_path: Path) -
 
     with get_client(sync_client=True) as client:
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=daily.WRITE_LIMIT, limit=1))
-    stages.max_writers = 0
-    run_flow(daily.cdn_backfill, settings, start=DAYS[1], end=D, concurrency=2)
-    assert stages.max_writers == 1  # now the Prefect global concurrency limit did it
+    try:
+        stages.max_writers = 0
+        run_flow(daily.cdn_backfill, settings, start=DAYS[1], end=D, concurrency=2)
+        assert stages.max_writers == 1  # now the Prefect global concurrency limit did it
+    finally:  # the server is the session's (tests/conftest.py): later modules' runs start without the limit
+        with get_client(sync_client=True) as client:
+            client.delete_global_concurrency_limit_by_name(daily.WRITE_LIMIT)
 
 
 def test_sequential_backfill_lists_failed_dates(fakes: Fakes, tmp_path: Path) -> None:
@@ -818,7 +813,19 @@ def test_next_day_run_picks_up_a_late_file_and_raises_a_5xx_alert(
     assert any("COMPLETE" in text and "June bandwidth usage" in text for text in posted)
 
 
-def test_automations_are_applied_on_the_prefect_server_once(prefect_server: None) -> None:
+@pytest.fixture
+def cleared_automations(prefect_server: None) -> Iterator[None]:
+    """The server is the session's (tests/conftest.py): no automation a test applies outlives it."""
+    yield
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for automation in client.read_automations():
+            if automation.name.startswith("cdnlake:"):
+                client.delete_automation(automation.id)
+
+
+def test_automations_are_applied_on_the_prefect_server_once(cleared_automations: None) -> None:
     from prefect.blocks.notifications import SlackWebhook
     from prefect.client.orchestration import get_client
 

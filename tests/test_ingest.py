@@ -150,6 +150,9 @@ def test_damaged_and_duplicate_files(spark: Any, tmp_path: Path) -> None:
 def test_readable_by_delta_rs(loaded: dict[str, Any]) -> None:
     table = DeltaTable(str(loaded["warehouse"] / "cdn_logs"))
     assert table.metadata().partition_columns == ["distro", "dt"]
+    # Statistics only on what queries filter by (set by the write that created the table).
+    stats_columns = table.metadata().configuration["delta.dataSkippingStatsColumns"]
+    assert stats_columns == "ts,hour,sc_status,x_edge_location,x_edge_response_result_type"
     frame = table.to_pandas(partitions=[("dt", "=", "2018-11-07")])
     assert len(frame) == 5 and set(frame["distro"]) == {D}
 

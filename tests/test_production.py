@@ -89,10 +89,8 @@ def sent_emails() -> int:
 
 
 @pytest.fixture(scope="module")
-def production(spark: Any, slack: tuple[str, list[bytes]],
+def production(spark: Any, slack: tuple[str, list[bytes]], prefect_server: None,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:  # fmt: skip
-    from prefect.testing.utilities import prefect_test_harness
-
     root = tmp_path_factory.mktemp("production")
     generated = generate_days(root / "landing", [D], 1, [ROWS], seed=5, files_per_hour=1)[D]
     cwd = root / "cwd"
@@ -127,10 +125,9 @@ def production(spark: Any, slack: tuple[str, list[bytes]],
             mp.delenv(key)
         before = {"cwd": snapshot(cwd), "repo": snapshot(ROOT, recursive=False)}
         mp.chdir(cwd)
-        try:
-            with prefect_test_harness(server_startup_timeout=180):
-                yield {"url": url, "root": root, "cwd": cwd, "before": before, "generated": generated,
-                       "emails_before": sent_emails(), "posts": slack[1], "runner": runner}  # fmt: skip
+        try:  # the session's Prefect server (tests/conftest.py), started before `before` was taken
+            yield {"url": url, "root": root, "cwd": cwd, "before": before, "generated": generated,
+                   "emails_before": sent_emails(), "posts": slack[1], "runner": runner}  # fmt: skip
         finally:
             for key in options:
                 hadoop.unset(f"fs.s3a.bucket.{BUCKET}.{key}")

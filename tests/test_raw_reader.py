@@ -155,3 +155,24 @@ def test_ipv6_truncation_matches_ipaddress_and_covers_lists() -> None:
     assert got == [expected(v) for v in forms]
     listed = _truncate_column(pa.array(["2001:db8:85a3::1,%20203.0.113.9, 2001:0DB8:0:0:1::1", None])).to_pylist()
     assert listed == ["2001:db8:85a3::,%20203.0.113.0, 2001:db8::", None]
+
+
+def test_column_counts_in_one_read_keep_line_order_and_text() -> None:
+    """The tokenizer skips wrong-count lines in Arrow's reader; an extra empty last field is
+    still a good line, in its place; the others are rejected with their count and exact text."""
+    good, trailing = _line(sc_bytes="1"), _line(sc_bytes="2") + "\t"
+    short, long_ = "2024-05-01\t13:37:00", _line(sc_bytes="3") + "\tx\ty"
+    rows = _batch([good, short, trailing, long_, _line(sc_bytes="5"), trailing + "\t"]).to_pylist()
+    marker, rows = rows[0], rows[1:]
+    assert (marker["file_lines"], marker["file_rejected"]) == (6, 3)
+    assert [r["line_no"] for r in rows] == [2, 3, 4, 5, 6, 7]
+    assert [r["sc_bytes"] for r in rows] == [1, None, 2, None, 5, None]
+    assert [r["reason"] for r in rows] == [
+        None, "column count check: header declares 33 fields, line has 2",
+        None, "column count check: header declares 33 fields, line has 35",
+        None, "column count check: header declares 33 fields, line has 35",
+    ]  # fmt: skip
+    assert [r["value"] for r in rows] == [None, short, None, long_, None, trailing + "\t"]
+    # A carriage return inside a value makes Arrow's reader see two rows: the careful path keeps it one line.
+    (row,) = _batch([_line(cs_uri_stem="/a\rb")]).to_pylist()[1:]
+    assert (row["reason"], row["cs_uri_stem"]) == (None, "/a\rb")

@@ -26,6 +26,7 @@ from typing import Any
 
 import pyspark
 import pytest
+from pyspark.sql import functions as F
 
 from bench.duckdb_reference import hourly_statistics
 from cdnlake.sample_logs import generate_logs
@@ -104,7 +105,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, procs: list[s
                 return
         except OSError:  # the UI is not listening yet
             pass
-        time.sleep(1)
+        time.sleep(0.25)
     raise TimeoutError(f"no {what} after {timeout:.0f}s")
 
 
@@ -181,13 +182,26 @@ def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return source
 
 
-def run_on_cluster(cluster: Cluster, source: Path, warehouse: Path, cwd: Path) -> dict[str, Any]:
+def start_on_cluster(cluster: Cluster, source: Path, warehouse: Path, cwd: Path) -> subprocess.Popen[str]:
+    """The jobs' driver, started and left running: the local run goes on meanwhile (the cluster's
+    run is mostly waiting on executors, RPCs and task launches). Output goes to files, not pipes,
+    which would fill up and stop the driver while nobody reads them."""
     cmd = [sys.executable, "-c", DRIVER, cluster.url, APP_NAME, JAVA_OPTS, str(WORKERS), str(source),
            str(warehouse), D.isoformat(), D.isoformat(), *SAMPLE_DATES]  # fmt: skip
-    # JVM start-ups and many small Spark jobs dominate; the margin is for machines busy with other work.
-    out = subprocess.run(cmd, env=cluster.env, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    with (cwd / "driver.out").open("w") as out, (cwd / "driver.err").open("w") as err:
+        return subprocess.Popen(cmd, env=cluster.env, cwd=cwd, stdout=out, stderr=err, text=True)
+
+
+def finish_on_cluster(driver: subprocess.Popen[str], cwd: Path) -> dict[str, Any]:
+    try:
+        # JVM start-ups and many small Spark jobs dominate; the margin is for machines busy with other work.
+        returncode = driver.wait(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(timeout=30)
+    assert returncode == 0, (cwd / "driver.err").read_text(errors="replace")[-3000:]
+    return dict(json.loads((cwd / "driver.out").read_text().strip().splitlines()[-1]))
 
 
 def run_locally(spark: Any, source: Path, warehouse: Path) -> dict[str, Any]:
@@ -204,9 +218,12 @@ def run_locally(spark: Any, source: Path, warehouse: Path) -> dict[str, Any]:
 def runs(cluster: Cluster, landing: Path, spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("cluster-runs")
     started = time.monotonic()
-    remote = run_on_cluster(cluster, landing, root / "warehouse-cluster", root)
+    driver = start_on_cluster(cluster, landing, root / "warehouse-cluster", root)
+    try:
+        local = run_locally(spark, landing, root / "warehouse-local")  # at the same time, in this process
+    finally:
+        remote = finish_on_cluster(driver, root)
     remote["seconds"] = time.monotonic() - started
-    local = run_locally(spark, landing, root / "warehouse-local")
     return {"cluster": remote, "local": local, "root": root}
 
 
@@ -217,14 +234,32 @@ RUN_COLUMNS = {"cdn_logs": (), "cdn_logs_rejects": ("ingest_run",), "ingest_file
 
 
 def differences(spark: Any, root: Path, table: str) -> tuple[int, list[Any], list[Any]]:
-    """(rows, rows only in the cluster's table, rows only in the local one): multiset difference."""
+    """(rows, rows only in the cluster's table, rows only in the local one): multiset difference.
+
+    One Spark job per table: every distinct row with how often each side has it (two exceptAll and
+    a count were three shuffles of the same rows); the tables are small enough to compare here.
+    """
     cluster_df, local_df = (
         spark.read.format("delta").load(table_path(str(root / f"warehouse-{kind}"), table)).drop(*RUN_COLUMNS[table])
         for kind in ("cluster", "local")
     )
-    only_cluster = cluster_df.exceptAll(local_df).limit(5).collect()
-    only_local = local_df.exceptAll(cluster_df).limit(5).collect()
-    return cluster_df.count(), only_cluster, only_local
+    sides = cluster_df.withColumn("_side", F.lit(1)).unionByName(local_df.withColumn("_side", F.lit(0)))
+    in_cluster, in_local = F.sum("_side").alias("_in_cluster"), F.sum(1 - F.col("_side")).alias("_in_local")
+    counted = sides.groupBy(*cluster_df.columns).agg(in_cluster, in_local).collect()
+    rows = sum(r["_in_cluster"] for r in counted)
+    only_cluster = [r for r in counted if r["_in_cluster"] > r["_in_local"]][:5]
+    only_local = [r for r in counted if r["_in_local"] > r["_in_cluster"]][:5]
+    return rows, only_cluster, only_local
+
+
+def test_differences_count_rows_by_multiplicity(spark: Any, tmp_path: Path) -> None:
+    """The comparison itself can fail: a row twice on one side and once on the other is a difference."""
+    for kind, values in (("cluster", [1, 1, 2, 3]), ("local", [1, 2, 2, 3])):
+        spark.createDataFrame([(v, "x") for v in values], "cdn_id INT, ingest_run STRING").write.format(
+            "delta").save(table_path(str(tmp_path / f"warehouse-{kind}"), "cdn_logs_rejects"))  # fmt: skip
+    rows, only_cluster, only_local = differences(spark, tmp_path, "cdn_logs_rejects")
+    assert rows == 4
+    assert [r["cdn_id"] for r in only_cluster] == [1] and [r["cdn_id"] for r in only_local] == [2]
 
 
 def test_both_workers_ran_the_jobs(cluster: Cluster, runs: dict[str, Any]) -> None:
