@@ -50,7 +50,8 @@ def _decode_column(values: pa.Array) -> pa.Array:
 
 
 def _typed(raw: pa.Array, sql_type: str) -> tuple[pa.Array, np.ndarray]:
-    """Cast where the text is a number; second value marks present-but-invalid rows."""
+    """Cast where the text is a number; the second value marks present-but-invalid rows (1: not a
+    number, 2: a number out of the field's range)."""
     if raw.null_count == len(raw):  # a field the file does not carry (v2-only fields in legacy files)
         return pa.nulls(len(raw), _ARROW_TYPES[sql_type]), np.zeros(len(raw), bool)
     if sql_type != "double" and (pc.max(pc.binary_length(raw)).as_py() or 0) <= 18:
@@ -61,9 +62,16 @@ def _typed(raw: pa.Array, sql_type: str) -> tuple[pa.Array, np.ndarray]:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
     valid = pc.match_substring_regex(raw, _FLOAT_RE if sql_type == "double" else _INT_RE)
-    cast = pc.cast(pc.if_else(valid, raw, pa.scalar(None, pa.string())), _ARROW_TYPES[sql_type])
-    invalid = pc.and_(pc.is_valid(raw), pc.invert(pc.fill_null(valid, False)))
-    return cast, invalid.to_numpy(zero_copy_only=False)
+    numbers = pc.if_else(valid, raw, pa.scalar(None, pa.string()))
+    invalid = pc.and_(pc.is_valid(raw), pc.invert(pc.fill_null(valid, False))).to_numpy(zero_copy_only=False)
+    if sql_type != "int":
+        return pc.cast(numbers, _ARROW_TYPES[sql_type]), invalid
+    # A number too large for a 32-bit field (sc-status, c-port) is that line's problem, not a
+    # failed cast of the whole file.
+    wide = pc.cast(numbers, pa.int64())
+    fits = pc.and_(pc.greater_equal(wide, -(2**31)), pc.less_equal(wide, 2**31 - 1))
+    too_large = pc.invert(pc.fill_null(fits, True)).to_numpy(zero_copy_only=False)
+    return pc.cast(pc.if_else(fits, wide, None), pa.int32()), np.where(too_large, 2, invalid)
 
 
 def _timestamps(by_name: dict[str, pa.Array]) -> pa.Array:
@@ -108,7 +116,8 @@ def parse_tokens(tokens: Tokens, file_date: str) -> dict[str, pa.Array]:
     for field, dtype in FIELD_TYPES.items():
         name = snake(field)
         out[name], invalid = _typed(by_name[name], dtype.simpleString())
-        problems.append((invalid, f"non-numeric {field}", by_name[name]))
+        problems.append((invalid == 1, f"non-numeric {field}", by_name[name]))
+        problems.append((invalid == 2, f"out-of-range {field}", by_name[name]))
         if field in _NON_NEGATIVE:
             negative = pc.fill_null(pc.less(out[name], 0), False).to_numpy(zero_copy_only=False)
             problems.append((negative, f"negative {field}", by_name[name]))

@@ -176,3 +176,11 @@ def test_column_counts_in_one_read_keep_line_order_and_text() -> None:
     # A carriage return inside a value makes Arrow's reader see two rows: the careful path keeps it one line.
     (row,) = _batch([_line(cs_uri_stem="/a\rb")]).to_pylist()[1:]
     assert (row["reason"], row["cs_uri_stem"]) == (None, "/a\rb")
+
+
+def test_a_number_too_large_for_its_field_rejects_the_line_not_the_file() -> None:
+    rows = _batch([_line(sc_status="99999999999"), _line(c_port="2147483648"), _line(c_port="2147483647")])
+    assert [r["reason"] for r in rows.to_pylist()[1:]] == [
+        "out-of-range sc-status: '99999999999'", "out-of-range c-port: '2147483648'", None,
+    ]  # fmt: skip
+    assert rows.to_pylist()[3]["c_port"] == 2147483647
