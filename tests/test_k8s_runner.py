@@ -284,7 +284,7 @@ def test_build_runner_kubernetes_builds_from_settings(fake_kubernetes: list[str]
     assert (runner.api, runner.core, runner.timeout_s) == ("custom-api", "core-api", 99)
     c = runner.config
     assert (c.namespace, c.image, c.service_account, c.executor_instances) == ("etl", "img:9", "cdnlake-spark", 5)
-    assert c.aws_region == "eu-west-1" and c.driver.memory == settings.spark_driver_memory
+    assert c.aws_region == "eu-west-1" and c.driver.memory == settings.k8s_driver_memory == "4g"
 
 
 def test_every_job_has_a_module_path() -> None:
