@@ -16,7 +16,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from reporting.model import MEASURES, TOP_OBJECT_COLUMNS, ReportData, window_dates
-from spark_jobs.contract import REPORT_WINDOW_DAYS
+from spark_jobs.contract import LEGACY_TOP_LIST_TABLES, REPORT_WINDOW_DAYS, TOP_LIST_COLUMNS, TOP_LISTS_TABLE
 
 
 @dataclass(frozen=True)
@@ -117,13 +117,35 @@ def minute_day(warehouse: str | Warehouse, day: dt.date, tz: str, distributions:
     return grid.merge(sums, on="minute", how="left").fillna(0).astype({"bytes": "int64"})
 
 
-def top_list(warehouse: str | Warehouse, table: str, day: dt.date, tz: str,
-             columns: tuple[str, ...] = ()) -> pd.DataFrame:  # fmt: skip
-    """A top list of day D; without rows (the table not written yet) an empty frame with `columns`."""
+def _report_day_rows(warehouse: str | Warehouse, table: str, day: dt.date, tz: str) -> pd.DataFrame:
     rows = read_table(warehouse, table, [("report_date", "=", day.isoformat())])
+    return rows if rows.empty else rows[rows["report_tz"] == tz].reset_index(drop=True)
+
+
+_DTYPES = {"BIGINT": "int64", "INT": "int64", "DOUBLE": "float64", "STRING": "object"}
+
+
+def _one_list(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+    """List `name`'s rows of stats_top_lists with its own columns and types (the other lists'
+    columns are NULL there, which delta-rs hands over as floats)."""
+    fields = [field.split() for field in TOP_LIST_COLUMNS[name].split(", ")]
+    part = rows[rows["list"] == name] if not rows.empty else rows
+    part = part.reindex(columns=[c for c, _ in fields] + ["report_date", "report_tz"])
+    return part.astype({c: _DTYPES[k] for c, k in fields}).reset_index(drop=True)
+
+
+def top_lists(warehouse: str | Warehouse, day: dt.date, tz: str) -> dict[str, pd.DataFrame]:
+    """The four top lists of day D (TOP_LIST_COLUMNS' names), empty frames when nothing was written.
+
+    A day stats_top_lists has no row of (aggregated before that table existed, or without traffic)
+    is read from the table per list an earlier version wrote, where there is one.
+    """
+    rows = _report_day_rows(warehouse, TOP_LISTS_TABLE, day, tz)
     if rows.empty:
-        return pd.DataFrame(columns=list(columns or rows.columns))
-    return rows[rows["report_tz"] == tz].reset_index(drop=True)
+        legacy = {name: _report_day_rows(warehouse, table, day, tz) for name, table in LEGACY_TOP_LIST_TABLES.items()}
+        if any(not frame.empty for frame in legacy.values()):
+            return legacy
+    return {name: _one_list(rows, name) for name in TOP_LIST_COLUMNS}
 
 
 def quality(warehouse: str | Warehouse, day: dt.date, tz: str, distributions: list[str] | None) -> dict[str, int]:
@@ -155,7 +177,8 @@ def build_report_data(
 ) -> ReportData:
     hourly = hourly_window(warehouse, day, tz, distributions)
     per_distro = distro_day(warehouse, day, tz, distributions)
-    viewers = top_list(warehouse, "stats_viewers", day, tz)
+    lists = top_lists(warehouse, day, tz)
+    objects = lists["top_objects"]
     names = distributions or sorted(per_distro["distro"].unique().tolist())
     return ReportData(
         date=day,
@@ -165,12 +188,12 @@ def build_report_data(
         hourly=hourly,
         minute=minute_day(warehouse, day, tz, distributions),
         distro_daily=per_distro,
-        top_objects=top_list(warehouse, "stats_top_objects", day, tz, TOP_OBJECT_COLUMNS),
-        top_referrers=top_list(warehouse, "stats_top_referrers", day, tz),
-        edge_locations=top_list(warehouse, "stats_edge_locations", day, tz),
-        devices=_viewers(viewers, "device_type"),
-        os=_viewers(viewers, "os"),
-        browsers=_viewers(viewers, "browser"),
-        countries=_viewers(viewers, "country", "bytes"),
+        top_objects=objects if not objects.empty else pd.DataFrame(columns=list(TOP_OBJECT_COLUMNS)),
+        top_referrers=lists["top_referrers"],
+        edge_locations=lists["edge_locations"],
+        devices=_viewers(lists["viewers"], "device_type"),
+        os=_viewers(lists["viewers"], "os"),
+        browsers=_viewers(lists["viewers"], "browser"),
+        countries=_viewers(lists["viewers"], "country", "bytes"),
         quality=quality(warehouse, day, tz, distributions),
     )

@@ -3,13 +3,14 @@
 Tables (all rebuilt with replaceWhere, so a re-run or a late file replaces rows, never adds):
 - stats_hourly (distro, dt, hour, measures...) and stats_minute (distro, dt, minute, request_count,
   bytes), partitioned by dt, for the UTC dates D-2..D (plus --dates) present in cdn_logs;
-- stats_top_objects, stats_top_referrers, stats_edge_locations, stats_viewers for day D in the
-  report time zone, partitioned by report_date and report_tz (tables made before session 6: by
-  report_date only), with a 1-based rank.
+- stats_top_lists: the top objects, referrer domains, edge locations and viewers of day D in the
+  report time zone, one `list` column telling them apart, with a 1-based rank; partitioned by
+  report_date and report_tz. (Before session 7 a table per list; those are no longer written.)
 
 Two scans (the UTC dates per minute; the report day for the top lists) return a few thousand rows
-to the driver, which rolls minutes up to hours and ranks the lists; the six tables are then written
-side by side. The run's time is then fixed cost (jobs, Delta commits), not rows (bench/RESULTS.md).
+to the driver, which rolls minutes up to hours and ranks the lists; the three tables are then
+written side by side. The run's time is then fixed cost (jobs, Delta commits: about five Spark jobs
+each, whatever the rows), not rows (bench/RESULTS.md), hence one table for the four lists.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
 from spark_jobs import top_lists
-from spark_jobs.commit_files import partition_columns
+from spark_jobs.contract import TOP_LISTS_TABLE
 from spark_jobs.measures import MEASURES, measure_aggs
 from spark_jobs.params import AggregateParams, check_zone
 from spark_jobs.reconcile_checks import RAW_TOTALS
@@ -129,7 +130,7 @@ class TableWrite:
     rows: pd.DataFrame
     schema: str
     predicate: str
-    partition: str | tuple[str, ...]  # of a new table; an existing one keeps its own
+    partition: str | tuple[str, ...]
 
 
 def _columns(partition: str | Sequence[str]) -> list[str]:
@@ -155,12 +156,8 @@ def write_tables(spark: SparkSession, warehouse: str, writes: Sequence[TableWrit
     """Write the tables side by side: they are independent, and a small table's write is mostly
     Delta log work and waiting (snapshot, commit), not cores, so six in a row cost six times that."""
     frames = [(spark.createDataFrame(_for_arrow(w.rows), schema=w.schema), w) for w in writes]
-    paths = {w.table: table_path(warehouse, w.table) for w in writes}
-    # A table made by an earlier version keeps its partitioning (Delta refuses another one).
-    partitions = {w.table: (partition_columns(spark, paths[w.table]) if table_exists(spark, warehouse, w.table)
-                            else []) or _columns(w.partition) for w in writes}  # fmt: skip
     with ThreadPoolExecutor(max_workers=max(len(frames), 1), thread_name_prefix="cdnlake-stats") as pool:
-        futures = [pool.submit(write_replacing, df, paths[w.table], w.predicate, partitions[w.table])
+        futures = [pool.submit(write_replacing, df, table_path(warehouse, w.table), w.predicate, w.partition)
                    for df, w in frames]  # fmt: skip
         for future in futures:
             future.result()
@@ -203,14 +200,14 @@ def write_time_series(logs: DataFrame, params: AggregateParams) -> dict[str, Any
 
 
 def top_list_writes(logs: DataFrame, params: AggregateParams) -> list[TableWrite]:
-    """The four top-list tables' rows of report day D in params.report_tz (written even when empty)."""
+    """stats_top_lists' rows of report day D in params.report_tz (written even when empty)."""
     day = logs.transform(filter_report_day, params.date, params.report_tz, params.distributions)
     predicate = f"report_date = '{params.date.isoformat()}' AND report_tz = '{params.report_tz}'"
-    keys = {"report_date": params.date.isoformat(), "report_tz": params.report_tz}
+    rows = top_lists.combined_rows(top_lists.top_list_rows(day))
+    rows = rows.assign(report_date=params.date.isoformat(), report_tz=params.report_tz)
     # Partitioned by report_tz too: the predicate is then on partition columns only, and Delta
-    # replaces files without scanning and rewriting them (a DELETE of 3 jobs per table otherwise).
-    return [TableWrite(table, rows.assign(**keys), top_lists.schema_of(table), predicate, ("report_date", "report_tz"))
-            for table, rows in top_lists.top_list_rows(day).items()]  # fmt: skip
+    # replaces files without scanning and rewriting them (a DELETE of 3 jobs otherwise).
+    return [TableWrite(TOP_LISTS_TABLE, rows, top_lists.TOP_LISTS_SCHEMA, predicate, ("report_date", "report_tz"))]
 
 
 def run(spark: SparkSession, params: AggregateParams) -> dict[str, Any]:

@@ -62,11 +62,6 @@ def _latest_version(spark: Any, path: str) -> int:
     return int(_snapshot(spark, path).version())
 
 
-def partition_columns(spark: Any, path: str) -> list[str]:
-    """The partition columns of an existing table ([] when there is no table yet)."""
-    return [c for c in str(_snapshot(spark, path).metadata().partitionColumns().mkString(",")).split(",") if c]
-
-
 def _read_text(spark: Any, uri: str) -> str:
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(to_hadoop_uri(uri))

@@ -21,14 +21,29 @@ TABLES: tuple[str, ...] = (
     "ingest_files",
     "stats_hourly",
     "stats_minute",
-    "stats_top_objects",
-    "stats_top_referrers",
-    "stats_edge_locations",
-    "stats_viewers",
+    "stats_top_lists",
     "miss_rules",
     "miss_top_objects",
     "miss_edge_ratio",
 )
+
+# The top lists of a report day, all in the one table stats_top_lists (a `list` column; one Delta
+# commit a run instead of four, bench/RESULTS.md session 7): each list's columns under the report's
+# names with their Delta types, declared once here (the Spark job writes them, the report reads them).
+TOP_LISTS_TABLE = "stats_top_lists"
+TOP_LIST_COLUMNS: dict[str, str] = {
+    "top_objects": (
+        "rank INT, distro STRING, uri STRING, requests BIGINT, hits BIGINT, misses BIGINT, hit_ratio DOUBLE, "
+        "bytes BIGINT, bytes_missed BIGINT, incomplete BIGINT, http2xx BIGINT, http3xx BIGINT, http4xx BIGINT, "
+        "http5xx BIGINT"
+    ),
+    "top_referrers": "rank INT, referrer_domain STRING, requests BIGINT, bytes BIGINT",
+    "edge_locations": "rank INT, edge_location STRING, requests BIGINT, bytes BIGINT, hit_ratio DOUBLE",
+    "viewers": "dimension STRING, rank INT, value STRING, requests BIGINT, bytes BIGINT",
+}
+# Where each list lived before: a table per list. No longer written; an older warehouse keeps them,
+# and the report still reads a day from them when stats_top_lists has no row of that day.
+LEGACY_TOP_LIST_TABLES: dict[str, str] = {name: f"stats_{name}" for name in TOP_LIST_COLUMNS}
 
 # The per-hour measures of SPEC section 3 in the column order of cdn_statistics.csv, plus refresh
 # hits (the report derives ratios from them). stats_hourly stores these and `bytes_hit`.
@@ -46,7 +61,7 @@ def to_hadoop_uri(uri: str) -> str:
 
 def table_path(warehouse: str, table: str) -> str:
     """Where a table lives under the warehouse root, as Spark (Hadoop) addresses it."""
-    if table not in TABLES:
+    if table not in TABLES and table not in LEGACY_TOP_LIST_TABLES.values():
         raise ValueError(f"unknown table {table!r}; known tables: {', '.join(TABLES)}")
     return to_hadoop_uri(warehouse.rstrip("/")) + "/" + table
 

@@ -8,12 +8,11 @@ where a Spark sort, window and job per table cost seconds of fixed cost each.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from spark_jobs.contract import TOP_LIST_COLUMNS
 from spark_jobs.measures import MEASURES, measure_aggs
 
 TOP_OBJECTS, TOP_REFERRERS, TOP_VIEWERS, TOP_COUNTRIES = 50, 25, 10, 15
@@ -32,17 +31,6 @@ SMALL_DIMENSIONS: dict[str, tuple[str, int | None]] = {
 _SMALL = [key for key, _ in SMALL_DIMENSIONS.values()]
 _OBJECT_ORDER = ("request_count", "distro", "value")
 
-# Columns of each table under ReportData's names, and their Delta types (declared once, here).
-TABLE_SCHEMAS: dict[str, str] = {
-    "stats_top_objects": (
-        "rank INT, distro STRING, uri STRING, requests BIGINT, hits BIGINT, misses BIGINT, hit_ratio DOUBLE, "
-        "bytes BIGINT, bytes_missed BIGINT, incomplete BIGINT, http2xx BIGINT, http3xx BIGINT, http4xx BIGINT, "
-        "http5xx BIGINT"
-    ),
-    "stats_top_referrers": "rank INT, referrer_domain STRING, requests BIGINT, bytes BIGINT",
-    "stats_edge_locations": "rank INT, edge_location STRING, requests BIGINT, bytes BIGINT, hit_ratio DOUBLE",
-    "stats_viewers": "dimension STRING, rank INT, value STRING, requests BIGINT, bytes BIGINT",
-}
 REPORT_KEYS = "report_date STRING, report_tz STRING"
 _RENAMED = {"request_count": "requests", "hit_count": "hits", "miss_count": "misses", "bytes_requested": "bytes",
             "incomplete_count": "incomplete", **{f"http{n}xx_count": f"http{n}xx" for n in (2, 3, 4, 5)}}  # fmt: skip
@@ -103,32 +91,36 @@ def ranked(rows: pd.DataFrame, limit: int | None) -> pd.DataFrame:
     return ordered.assign(rank=range(1, len(ordered) + 1)).reset_index(drop=True)
 
 
-def _shown(rows: pd.DataFrame, table: str, value_name: str | None) -> pd.DataFrame:
-    """rows renamed to `table`'s columns (hit_ratio computed), in its schema's order."""
+def _fields(schema: str) -> list[tuple[str, str]]:
+    return [(field.split()[0], field.split()[1]) for field in schema.split(", ")]
+
+
+def _shown(rows: pd.DataFrame, name: str, value_name: str | None) -> pd.DataFrame:
+    """rows renamed to list `name`'s columns (hit_ratio computed), in its schema's order."""
     out = rows.rename(columns={**_RENAMED, **({"value": value_name} if value_name else {})})
     if len(out):
         out = out.assign(hit_ratio=out["hits"] / out["requests"])
     else:
         out = out.assign(hit_ratio=pd.Series(dtype="float64"))
-    return out[[c.split()[0] for c in TABLE_SCHEMAS[table].split(", ")]]
+    return out[[column for column, _ in _fields(TOP_LIST_COLUMNS[name])]]
 
 
-def table_rows(objects: pd.DataFrame, small: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The four tables' rows from the top objects (in order) and the small dimensions' values."""
+def list_rows(objects: pd.DataFrame, small: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The four lists' rows from the top objects (in order) and the small dimensions' values."""
     of = {name: small[small["dimension"] == name] for name in SMALL_DIMENSIONS}
     top = {name: ranked(rows, SMALL_DIMENSIONS[name][1]) for name, rows in of.items()}
     objects = objects.assign(rank=range(1, len(objects) + 1))
     viewers = pd.concat([top[d] for d in ("device_type", "os", "browser", "country")], ignore_index=True)
     return {
-        "stats_top_objects": _shown(objects, "stats_top_objects", "uri"),
-        "stats_top_referrers": _shown(top["referrer"], "stats_top_referrers", "referrer_domain"),
-        "stats_edge_locations": _shown(top["edge_location"], "stats_edge_locations", "edge_location"),
-        "stats_viewers": _shown(viewers, "stats_viewers", None),
+        "top_objects": _shown(objects, "top_objects", "uri"),
+        "top_referrers": _shown(top["referrer"], "top_referrers", "referrer_domain"),
+        "edge_locations": _shown(top["edge_location"], "edge_locations", "edge_location"),
+        "viewers": _shown(viewers, "viewers", None),
     }
 
 
 def top_list_rows(day: DataFrame) -> dict[str, pd.DataFrame]:
-    """Scan the report day's rows once (cached first level) and return the four tables' rows."""
+    """Scan the report day's rows once (cached first level) and return the four lists' rows."""
     from pyspark import StorageLevel
 
     level1 = day.transform(with_referrer_domain).transform(agg_level1).persist(StorageLevel.MEMORY_AND_DISK)
@@ -137,8 +129,26 @@ def top_list_rows(day: DataFrame) -> dict[str, pd.DataFrame]:
         objects = top_objects_rows(level1)
     finally:
         level1.unpersist()
-    return table_rows(objects, small.astype({m: "int64" for m in MEASURES}))
+    return list_rows(objects, small.astype({m: "int64" for m in MEASURES}))
 
 
-def schema_of(table: str, extra: Sequence[str] = (REPORT_KEYS,)) -> str:
-    return ", ".join([TABLE_SCHEMAS[table], *extra])
+def _combined_fields() -> list[tuple[str, str]]:
+    """`list`, then every list's columns once, in first-seen order (same name, same type in each)."""
+    fields = {"list": "STRING"}
+    for schema in TOP_LIST_COLUMNS.values():
+        fields |= {column: kind for column, kind in _fields(schema) if column not in fields}
+    return list(fields.items())
+
+
+TOP_LISTS_SCHEMA = ", ".join([*(f"{c} {k}" for c, k in _combined_fields()), REPORT_KEYS])
+# pandas dtypes that keep a list's absent columns NULL without turning its integers into floats.
+_NULLABLE = {"BIGINT": "Int64", "INT": "Int32", "DOUBLE": "float64", "STRING": "object"}
+
+
+def combined_rows(lists: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The lists' rows as stats_top_lists rows (without the report keys): a column a list does not
+    have is NULL in its rows."""
+    fields = _combined_fields()
+    frames = [rows.assign(list=name) for name, rows in lists.items()]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return rows.reindex(columns=[c for c, _ in fields]).astype({c: _NULLABLE[k] for c, k in fields})

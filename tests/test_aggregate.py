@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from cdnlake.report_data import top_list
+from cdnlake.report_data import top_lists as report_top_lists
 from spark_jobs import aggregate, top_lists
 from spark_jobs.schema import CDN_LOGS_SCHEMA
 from spark_jobs.storage import table_path
@@ -149,30 +149,32 @@ def test_late_rows_are_picked_up_and_extra_dates_rebuilt(spark: Any, tmp_path: P
     assert hourly[("e1", "2024-05-01", 8)][:3] == (2, 1, 1)
     assert hourly[("e1", "2024-05-01", 8)][10:12] == (15, 5)
     assert sorted(hourly) == [("e1", "2024-04-26", 8), ("e1", "2024-04-26", 9), ("e1", "2024-05-01", 8)]
-    top = read(spark, path, "stats_top_objects").collect()  # replaced, not added to
+    top = read(spark, path, "stats_top_lists").where("list = 'top_objects'").collect()  # replaced, not added to
     assert [(r["uri"], r["requests"], r["misses"]) for r in top] == [("/a", 2, 1)]
 
 
-def top_rows(spark: Any, warehouse: str, table: str, tz: str, columns: list[str]) -> list[tuple[Any, ...]]:
-    rows = read(spark, warehouse, table).where(f"report_date = '{D}' AND report_tz = '{tz}'").collect()
+def top_rows(spark: Any, warehouse: str, name: str, tz: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    """List `name` of stats_top_lists (read with Spark), in rank order."""
+    where = f"list = '{name}' AND report_date = '{D}' AND report_tz = '{tz}'"
+    rows = read(spark, warehouse, "stats_top_lists").where(where).collect()
     return [tuple(r[c] for c in columns) for r in sorted(rows, key=lambda r: r["rank"])]
 
 
 def test_top_lists_of_the_utc_day(spark: Any, warehouse: dict[str, Any]) -> None:
     path = warehouse["path"]
-    objects = top_rows(spark, path, "stats_top_objects", "UTC", ["rank", "distro", "uri", "requests"])
+    objects = top_rows(spark, path, "top_objects", "UTC", ["rank", "distro", "uri", "requests"])
     assert objects == [(1, "e1", "/a", 4), (2, "e1", "/c", 3), (3, "e1", "/b", 2), (4, "e2", "/a", 1),
                        (5, "e2", "/big", 1), (6, "e2", "/late-utc", 1), (7, "e2", "/missing", 1)]  # fmt: skip
     columns = ["hits", "misses", "hit_ratio", "bytes", "bytes_missed", "incomplete",
                "http2xx", "http3xx", "http4xx", "http5xx"]  # fmt: skip
-    first = top_rows(spark, path, "stats_top_objects", "UTC", columns)[0]
+    first = top_rows(spark, path, "top_objects", "UTC", columns)[0]
     assert first == (3, 1, 0.75, 1500, 500, 1, 3, 1, 0, 0)
-    referrers = top_rows(spark, path, "stats_top_referrers", "UTC", ["referrer_domain", "requests", "bytes"])
+    referrers = top_rows(spark, path, "top_referrers", "UTC", ["referrer_domain", "requests", "bytes"])
     assert referrers == [("www.example.com", 2, 900), ("cdn.test", 1, 300)]
-    edges = top_rows(spark, path, "stats_edge_locations", "UTC",
+    edges = top_rows(spark, path, "edge_locations", "UTC",
                      ["edge_location", "requests", "bytes", "hit_ratio"])  # fmt: skip
     assert edges == [("NRT57-C1", 11, 1995, 4 / 11), ("SFO5-C3", 2, 1600, 0.5)]
-    viewers = top_rows(spark, path, "stats_viewers", "UTC", ["dimension", "value", "requests"])
+    viewers = top_rows(spark, path, "viewers", "UTC", ["dimension", "value", "requests"])
     assert sorted(viewers) == sorted([
         ("device_type", "mobile", 11), ("device_type", "desktop", 1), ("device_type", "tv", 1),
         ("os", "iOS", 11), ("os", "Tizen", 1), ("os", "Windows", 1),
@@ -182,14 +184,14 @@ def test_top_lists_of_the_utc_day(spark: Any, warehouse: dict[str, Any]) -> None
 
 def test_tokyo_day_reads_two_utc_dates(spark: Any, warehouse: dict[str, Any]) -> None:
     path = warehouse["path"]
-    objects = top_rows(spark, path, "stats_top_objects", "Asia/Tokyo", ["distro", "uri", "requests"])
+    objects = top_rows(spark, path, "top_objects", "Asia/Tokyo", ["distro", "uri", "requests"])
     # /tokyo (D-1 15:00 UTC) is in; /before (14:59:59), /missing (D 15:00) and /late-utc are out.
     assert objects == [("e1", "/a", 4), ("e1", "/c", 3), ("e1", "/b", 2), ("e1", "/tokyo", 1),
                        ("e2", "/a", 1), ("e2", "/big", 1)]  # fmt: skip
-    referrers = top_rows(spark, path, "stats_top_referrers", "Asia/Tokyo", ["referrer_domain", "requests"])
+    referrers = top_rows(spark, path, "top_referrers", "Asia/Tokyo", ["referrer_domain", "requests"])
     assert referrers == [("www.example.com", 2), ("cdn.test", 1), ("jp.example.jp", 1)]
     # Both time zones' lists of day D live side by side.
-    assert len(top_rows(spark, path, "stats_top_objects", "UTC", ["uri"])) == 7
+    assert len(top_rows(spark, path, "top_objects", "UTC", ["uri"])) == 7
 
 
 def test_referrer_domain_extraction(spark: Any) -> None:
@@ -203,7 +205,7 @@ def test_referrer_domain_extraction(spark: Any) -> None:
 def test_viewers_keep_all_devices_and_top_ten_os_and_browsers(spark: Any) -> None:
     rows = [log_row("2024-05-01 10:00:00", device=f"d{i:02}", os=f"os{i:02}", browser=f"b{i:02}")
             for i in range(12) for _ in range(12 - i)]  # fmt: skip
-    viewers = top_lists.top_list_rows(spark.createDataFrame(rows, CDN_LOGS_SCHEMA))["stats_viewers"]
+    viewers = top_lists.top_list_rows(spark.createDataFrame(rows, CDN_LOGS_SCHEMA))["viewers"]
     assert viewers.groupby("dimension").size().to_dict() == {"device_type": 12, "os": 10, "browser": 10}
     os_rows = viewers[viewers["dimension"] == "os"]
     assert list(os_rows["rank"]) == list(range(1, 11))
@@ -280,38 +282,55 @@ def test_top_lists_rank_without_unpartitioned_windows(spark: Any) -> None:
         plan = frame._jdf.queryExecution().executedPlan().toString()
         assert "Window" not in plan, plan
     tables = top_lists.top_list_rows(day)
-    objects = tables["stats_top_objects"]
+    objects = tables["top_objects"]
     assert list(zip(objects["rank"], objects["distro"], objects["uri"], strict=True)) == [
         (1, "d1", "/b"), (2, "d2", "/c"), (3, "d1", "/a")]  # fmt: skip
-    edges = tables["stats_edge_locations"]
+    edges = tables["edge_locations"]
     assert list(zip(edges["rank"], edges["edge_location"], edges["requests"], strict=True)) == [
         (1, "NRT57", 14), (2, "LAX1", 9)]  # fmt: skip
 
 
-def test_new_top_list_tables_are_partitioned_by_zone_and_read_by_delta_rs(warehouse: dict[str, Any]) -> None:
-    """report_tz is a partition column of a new warehouse's top lists (replaceWhere without a rewrite);
-    both zones' rows of the same date stay, and the report's reader (delta-rs) finds them."""
+def test_top_lists_are_one_table_partitioned_by_zone_and_read_by_delta_rs(spark: Any,
+                                                                        warehouse: dict[str, Any]) -> None:  # fmt: skip
+    """One table, one commit a run (the fixture ran twice: create + one replaceWhere); report_tz is a
+    partition column (replaceWhere without a rewrite); both zones' lists of D stay side by side, and
+    the report's reader (delta-rs) gets each list with its own columns and integer types."""
     path = warehouse["path"]
-    for table in top_lists.TABLE_SCHEMAS:
-        assert DeltaTable(table_path(path, table)).metadata().partition_columns == ["report_date", "report_tz"]
-    utc, tokyo = (top_list(path, "stats_top_objects", D, tz) for tz in ("UTC", "Asia/Tokyo"))
-    assert len(utc) == 7 and set(utc["report_tz"]) == {"UTC"}
-    assert len(tokyo) > 0 and set(tokyo["report_tz"]) == {"Asia/Tokyo"}
+    table = DeltaTable(table_path(path, "stats_top_lists"))
+    assert table.metadata().partition_columns == ["report_date", "report_tz"]
+    assert table.version() == 1
+    assert not any((Path(path) / legacy).exists() for legacy in ("stats_top_objects", "stats_viewers"))
+    utc, tokyo = (report_top_lists(path, D, tz) for tz in ("UTC", "Asia/Tokyo"))
+    objects = utc["top_objects"]
+    assert len(objects) == 7 and set(objects["report_tz"]) == {"UTC"}
+    first = ["rank", "distro", "uri", "requests", "hits", "bytes"]
+    assert objects.iloc[0][first].tolist() == [1, "e1", "/a", 4, 3, 1500]
+    assert str(objects["requests"].dtype) == "int64" and "dimension" not in objects.columns
+    assert utc["top_referrers"][["referrer_domain", "requests"]].values.tolist() == [["www.example.com", 2],
+                                                                                    ["cdn.test", 1]]  # fmt: skip
+    assert utc["edge_locations"]["edge_location"].tolist() == ["NRT57-C1", "SFO5-C3"]
+    assert set(utc["viewers"]["dimension"]) == {"device_type", "os", "browser"}
+    assert len(tokyo["top_objects"]) == 6 and set(tokyo["top_objects"]["report_tz"]) == {"Asia/Tokyo"}
+    # Each list's columns only: NULL elsewhere (spark sees the table as delta-rs does).
+    nulls = read(spark, path, "stats_top_lists").where("list = 'viewers' AND uri IS NOT NULL").count()
+    assert nulls == 0
 
 
-def test_a_top_list_table_of_an_earlier_version_keeps_its_partitioning(spark: Any, tmp_path: Path) -> None:
+def test_a_day_of_an_older_warehouse_is_read_from_its_table_per_list(spark: Any, tmp_path: Path) -> None:
+    """Top lists written before stats_top_lists (a table per list) are still reported; a date
+    aggregated again is read from stats_top_lists, and the older table is left as it was."""
     path = str(tmp_path / "warehouse")
-    table = table_path(path, "stats_top_referrers")
-    old = spark.createDataFrame([(1, "old.example", 5, 50, "2024-04-30", "UTC")],
-                                top_lists.schema_of("stats_top_referrers"))  # fmt: skip
-    old.write.format("delta").partitionBy("report_date").save(table)
-    rows = pd.DataFrame({"rank": [1], "referrer_domain": ["new.example"], "requests": [7], "bytes": [70],
-                         "report_date": [D.isoformat()], "report_tz": ["UTC"]})  # fmt: skip
-    predicate = f"report_date = '{D}' AND report_tz = 'UTC'"
-    write = aggregate.TableWrite("stats_top_referrers", rows, top_lists.schema_of("stats_top_referrers"), predicate,
-                                 ("report_date", "report_tz"))  # fmt: skip
-    aggregate.write_tables(spark, path, [write])
-    aggregate.write_tables(spark, path, [write])  # replaced, not added to
-    got = sorted((r["referrer_domain"], r["report_date"]) for r in spark.read.format("delta").load(table).collect())
-    assert got == [("new.example", D.isoformat()), ("old.example", "2024-04-30")]
-    assert DeltaTable(table).metadata().partition_columns == ["report_date"]
+    old = spark.createDataFrame([(1, "old.example", 5, 50, D.isoformat(), "UTC")],
+                                "rank INT, referrer_domain STRING, requests BIGINT, bytes BIGINT, "
+                                "report_date STRING, report_tz STRING")  # fmt: skip
+    old.write.format("delta").partitionBy("report_date").save(table_path(path, "stats_top_referrers"))
+    before = report_top_lists(path, D, "UTC")
+    assert before["top_referrers"][["referrer_domain", "requests"]].values.tolist() == [["old.example", 5]]
+    assert before["top_objects"].empty and before["viewers"].empty
+    assert report_top_lists(path, D, "Asia/Tokyo")["top_referrers"].empty  # no list of that zone
+    write_logs(spark, path, [log_row("2024-05-01 10:00:00", referer="https://new.example/")])
+    run_aggregate(spark, path)
+    after = report_top_lists(path, D, "UTC")
+    assert after["top_referrers"][["referrer_domain", "requests"]].values.tolist() == [["new.example", 1]]
+    assert after["top_objects"]["uri"].tolist() == ["/a"]
+    assert read(spark, path, "stats_top_referrers").count() == 1  # not written any more

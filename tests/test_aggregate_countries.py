@@ -23,7 +23,7 @@ def test_top_15_countries_with_bytes_legacy_rows_unlisted(spark: Any) -> None:
     rows = [_row(f"c{i:02}", 10) for i in range(17) for _ in range(17 - i)]
     rows += [_row(None, 1000)] * 30  # legacy rows: no country
     day = spark.createDataFrame(rows, CDN_LOGS_SCHEMA)
-    viewers = top_lists.top_list_rows(day)["stats_viewers"]
+    viewers = top_lists.top_list_rows(day)["viewers"]
     countries = viewers[viewers["dimension"] == "country"].sort_values("rank")
     assert [(r.rank, r.value, r.requests, r.bytes) for r in countries.itertuples()] == [
         (i + 1, f"c{i:02}", 17 - i, 10 * (17 - i)) for i in range(15)

@@ -229,8 +229,7 @@ def runs(cluster: Cluster, landing: Path, spark: Any, tmp_path_factory: pytest.T
 
 # Columns that name a run or its moment rather than the data; everything else must be equal.
 RUN_COLUMNS = {"cdn_logs": (), "cdn_logs_rejects": ("ingest_run",), "ingest_files": ("ingest_run", "ingested_at"),
-               "stats_hourly": (), "stats_minute": (), "stats_top_objects": (), "stats_top_referrers": (),
-               "stats_edge_locations": (), "stats_viewers": ()}  # fmt: skip
+               "stats_hourly": (), "stats_minute": (), "stats_top_lists": ()}  # fmt: skip
 
 
 def differences(spark: Any, root: Path, table: str) -> tuple[int, list[Any], list[Any]]:
