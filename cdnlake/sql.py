@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spark_jobs.contract import TABLES, table_path
+from spark_jobs.contract import LEGACY_TOP_LIST_TABLES, TABLES, table_path
 from spark_jobs.storage import table_exists
 
 DEFAULT_LIMIT = 50
@@ -127,8 +127,10 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
     return params
 
 
-def register_views(spark: Any, warehouse: str, tables: tuple[str, ...] = TABLES) -> list[str]:
-    """A temp view per existing table (named as the table); returns the names registered."""
+def register_views(spark: Any, warehouse: str,
+                   tables: tuple[str, ...] = (*TABLES, *LEGACY_TOP_LIST_TABLES.values())) -> list[str]:  # fmt: skip
+    """A temp view per existing table (named as the table; an older warehouse's per-list top tables
+    too, while they exist); returns the names registered."""
     found = []
     for table in tables:
         if table_exists(spark, warehouse, table):

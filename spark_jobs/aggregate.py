@@ -34,6 +34,7 @@ from spark_jobs.contract import TOP_LISTS_TABLE
 from spark_jobs.measures import MEASURES, measure_aggs
 from spark_jobs.params import AggregateParams, check_zone
 from spark_jobs.reconcile_checks import RAW_TOTALS
+from spark_jobs.session import small_table_session
 from spark_jobs.storage import table_exists, table_path
 from spark_jobs.top_lists import agg_level1, agg_small_dimensions, with_referrer_domain
 
@@ -154,8 +155,10 @@ def _for_arrow(frame: pd.DataFrame) -> pd.DataFrame:
 
 def write_tables(spark: SparkSession, warehouse: str, writes: Sequence[TableWrite]) -> None:
     """Write the tables side by side: they are independent, and a small table's write is mostly
-    Delta log work and waiting (snapshot, commit), not cores, so six in a row cost six times that."""
-    frames = [(spark.createDataFrame(_for_arrow(w.rows), schema=w.schema), w) for w in writes]
+    Delta log work and waiting (snapshot, commit), not cores, so three in a row cost three times
+    that. Through a session with the small-table settings (spark_jobs/session.py)."""
+    small = small_table_session(spark)
+    frames = [(small.createDataFrame(_for_arrow(w.rows), schema=w.schema), w) for w in writes]
     with ThreadPoolExecutor(max_workers=max(len(frames), 1), thread_name_prefix="cdnlake-stats") as pool:
         futures = [pool.submit(write_replacing, df, table_path(warehouse, w.table), w.predicate, w.partition)
                    for df, w in frames]  # fmt: skip

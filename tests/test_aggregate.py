@@ -334,3 +334,23 @@ def test_a_day_of_an_older_warehouse_is_read_from_its_table_per_list(spark: Any,
     assert after["top_referrers"][["referrer_domain", "requests"]].values.tolist() == [["new.example", 1]]
     assert after["top_objects"]["uri"].tolist() == ["/a"]
     assert read(spark, path, "stats_top_referrers").count() == 1  # not written any more
+
+
+def test_small_table_settings_stay_in_the_statistics_writes(spark: Any) -> None:
+    """The statistics commits get one snapshot partition and no adaptive execution; the session the
+    jobs were handed (cdn_logs' reads, the ingest) keeps its own values."""
+    from spark_jobs.session import SMALL_TABLE_CONF, small_table_session
+
+    before = {key: spark.conf.get(key) for key in SMALL_TABLE_CONF}
+    spark.conf.set("spark.sql.files.maxRecordsPerFile", "12345")  # set at run time, as jobs do
+    try:
+        small = small_table_session(spark)
+    finally:
+        spark.conf.unset("spark.sql.files.maxRecordsPerFile")
+    assert {key: small.conf.get(key) for key in SMALL_TABLE_CONF} == {
+        "spark.databricks.delta.snapshotPartitions": "1", "spark.sql.adaptive.enabled": "false"}  # fmt: skip
+    assert {key: spark.conf.get(key) for key in SMALL_TABLE_CONF} == before
+    assert before["spark.sql.adaptive.enabled"] == "true"
+    # A copy, not a fresh session: the caller's settings, also those set at run time, come along.
+    assert small.conf.get("spark.sql.files.maxRecordsPerFile") == "12345"
+    assert small.conf.get("spark.sql.extensions") == spark.conf.get("spark.sql.extensions")

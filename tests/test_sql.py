@@ -171,3 +171,15 @@ def test_cli_prints_a_table_and_writes_files(
 def test_empty_warehouse_says_what_to_do(spark: Any, tmp_path: Path) -> None:
     with pytest.raises(adhoc.QueryError, match="no tables"):
         adhoc.run_query(spark, str(tmp_path / "none"), "SELECT 1")
+
+
+def test_an_older_warehouses_per_list_top_table_is_still_a_view(spark: Any, tmp_path: Path) -> None:
+    """Top lists written before stats_top_lists (a table per list) stay queryable while they exist."""
+    wh = str(tmp_path / "older")
+    old = spark.createDataFrame([("os", 1, "iOS", 5, "2024-04-30", "UTC")],
+                                "dimension string, rank int, value string, requests bigint, report_date string, "
+                                "report_tz string")  # fmt: skip
+    old.write.format("delta").partitionBy("report_date").save(table_path(wh, "stats_viewers"))
+    assert adhoc.register_views(spark, wh) == ["stats_viewers"]
+    rows = adhoc.run_query(spark, wh, "SELECT value, requests FROM stats_viewers").collect()
+    assert [(r["value"], r["requests"]) for r in rows] == [("iOS", 5)]
