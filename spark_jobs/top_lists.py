@@ -2,7 +2,7 @@
 
 Spark does the one scan of the day (two grouping sets, aggregate.agg_level1 style) and returns what
 is small: the top objects (taken in order, no full sort) and one row per value of the five small
-dimensions. The ranking and the four tables' rows are then built on the driver: a few thousand rows,
+dimensions. The ranking and the four lists' rows (stats_top_lists) are then built on the driver: a few thousand rows,
 where a Spark sort, window and job per table cost seconds of fixed cost each.
 """
 
