@@ -116,11 +116,6 @@ def load_files(spark: SparkSession, params: IngestParams, files: list[RawFile], 
     replaced = {d: (distros if params.distributions else None) for d, distros in partitions.items()}
     predicate = job_args.partitions_predicate(replaced)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", _FILES_PER_ARROW_BATCH)
-    # Spark checks the listed paths again before reading, in a job of one task per path past 32
-    # paths (96 tasks a distribution: 9 s of a 2M-line ingest on 2 cores); one task per core
-    # keeps it parallel on a cluster (S3 requests) without the per-task overhead.
-    cores = str(spark.sparkContext.defaultParallelism)
-    spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism", cores)
     observation = Observation(f"ingest-{run_id}")
     options = reader_options(params, ip_hash_key, inline_rejects=INLINE_REJECTS)
     parsed = read_raw_lines(spark, files, options).transform(lambda df: observe_files(df, observation))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -49,7 +51,31 @@ def read_raw_lines(spark: SparkSession, files: list[RawFile], options: ReaderOpt
         # Spark globs the paths it is given: `[`, `*`, `?` in a file name must be read literally.
         groups.setdefault((f.distro, f.date), []).append(escape_glob(f.path))
     scans = []
-    for (_, date), paths in sorted(groups.items()):
-        parse = functools.partial(read_binary_batches, options=dataclasses.replace(options, default_date=date))
-        scans.append(spark.read.format("binaryFile").load(paths).mapInArrow(parse, PARSED_SCHEMA))
+    with _path_check(spark, all(f.path.startswith("file:") for f in files)):
+        for (_, date), paths in sorted(groups.items()):
+            parse = functools.partial(read_binary_batches, options=dataclasses.replace(options, default_date=date))
+            scans.append(spark.read.format("binaryFile").load(paths).mapInArrow(parse, PARSED_SCHEMA))
     return functools.reduce(DataFrame.unionByName, scans)
+
+
+@contextmanager
+def _path_check(spark: SparkSession, local: bool) -> Iterator[None]:
+    """Spark checks the listed paths again when a scan is made, in a job of one task per path past
+    32 paths (96 tasks a distribution: 9 s of a 2M-line ingest on 2 cores). On a cluster one
+    task per core keeps the S3 requests parallel without the per-task overhead; local files are
+    checked on the driver (a stat each), without a job: 9 jobs of ~0.4 s for a 3-day demo."""
+    conf = spark.conf
+    settings = {"spark.sql.sources.parallelPartitionDiscovery.parallelism": str(spark.sparkContext.defaultParallelism)}
+    if local:
+        settings["spark.sql.sources.parallelPartitionDiscovery.threshold"] = str(2**31 - 1)
+    saved = {k: conf.get(k, None) for k in settings}
+    for k, v in settings.items():
+        conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                conf.unset(k)
+            else:
+                conf.set(k, v)

@@ -141,3 +141,27 @@ def test_partitions_predicate() -> None:
         partitions_predicate({})
     with pytest.raises(ValueError, match="not a CloudFront distribution id"):
         partitions_predicate({D1: ["a1') OR ('1' = '1"]})
+
+
+def test_local_files_are_checked_without_a_spark_job(spark: Any, tmp_path: Path) -> None:
+    """Past 32 paths Spark checks a scan's files in a job of its own; local files are checked on
+    the driver instead (no job), and the session's setting is left as it was."""
+    from spark_jobs.ingest_reader import read_raw_lines
+    from spark_jobs.raw_reader import ReaderOptions
+    from spark_jobs.storage import list_raw_files
+
+    for hour in range(24):
+        for n in range(2):
+            write_gz(tmp_path / f"{DISTRO}.2018-11-05-{hour:02d}.f{n}.gz", HEADER + [line(0, D1, f"R{hour}-{n}")])
+    files = list_raw_files(spark, str(tmp_path), {D1})
+    assert len(files) == 48
+    threshold = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+    before = spark.conf.get(threshold, None)
+    context = spark.sparkContext
+    context.setJobGroup("path-check", "read_raw_lines of 48 local files")
+    try:
+        read_raw_lines(spark, files, ReaderOptions())
+        assert list(context.statusTracker().getJobIdsForGroup("path-check")) == []
+    finally:
+        context.setJobGroup(None, None)  # type: ignore[arg-type]
+    assert spark.conf.get(threshold, None) == before
