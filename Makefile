@@ -29,8 +29,13 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/cdnlake demo
 
+# Two pytest workers (pytest-xdist), each test module whole on one of them: the suite's time is
+# mostly JVM, Delta-commit and Prefect-server latency, which a second worker overlaps even on
+# 2 cores. Each worker has its own SparkSession and Prefect test server. The slowest tests are
+# listed at the end. TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 2
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 # No `ruff format --check`: the code keeps short literals on one line (`# fmt: skip`), which the
 # formatter would spread over 30% more lines; `ruff check` (line length 120, imports) is the rule.

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import socket
 import uuid
 from dataclasses import asdict, dataclass
 
-
-def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from cdnlake.clock import utc_stamp
 
 
 @dataclass(frozen=True)
@@ -26,7 +23,7 @@ class Owner:
 
     @classmethod
     def current(cls, run_id: str | None = None) -> Owner:
-        now = utc_now()
+        now = utc_stamp()
         return cls(socket.gethostname(), os.getpid(), run_id or uuid.uuid4().hex[:12], now, now)
 
     def to_bytes(self) -> bytes:

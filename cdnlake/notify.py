@@ -26,16 +26,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO
 
+from cdnlake.clock import utc_now
 from cdnlake.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["begin", "running", "warning", "complete", "failed"]
 _SMS_LIMIT = 1400  # SNS SMS messages are cut at 1,600 bytes; keep room for multi-byte text
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)

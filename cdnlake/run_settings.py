@@ -12,34 +12,25 @@ Settings for the duration of the call with `use_settings`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cdnlake.installed import Installed
 from cdnlake.settings import Settings, load_settings
 
-_installed: list[Settings] = []
-_guard = threading.Lock()
+_installed: Installed[Settings] = Installed()
 
 
 def current_settings() -> Settings:
     """The innermost `use_settings` of this process, else load_settings() from the environment."""
-    with _guard:
-        if _installed:
-            return _installed[-1]
-    return load_settings()
+    return _installed.current(load_settings)
 
 
 @contextmanager
 def use_settings(settings: Settings) -> Iterator[Settings]:
     """Flows called in this process (and its task threads) use `settings` until the block ends."""
-    with _guard:
-        _installed.append(settings)
-    try:
+    with _installed.use(settings):
         yield settings
-    finally:
-        with _guard:
-            _installed.remove(settings)
 
 
 __all__ = ["current_settings", "use_settings"]

@@ -12,9 +12,7 @@ the settings with cdnlake.run_settings.use_settings): services are never a flow 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from cdnlake import sources
+from cdnlake.clock import utc_now
+from cdnlake.installed import Installed
 from cdnlake.integrations import aws
 from cdnlake.notify import Notifier, notifier_from_settings
 from cdnlake.report_data import Warehouse
@@ -46,13 +46,9 @@ class SourceLister:
         return sources.list_source(self.location, set(dates), wanted, self.s3_client)
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 @dataclass(frozen=True)
 class Services:
-    """Everything a run talks to besides its parameters; `replace(...)` swaps one for a fake."""
+    """Everything a run talks to besides its parameters (tests swap one for a fake with dataclasses.replace)."""
 
     settings: Settings
     runner: SparkRunner
@@ -62,9 +58,6 @@ class Services:
     warehouse: Warehouse
     source: SourceLister
     clock: Callable[[], dt.datetime] = utc_now  # aware UTC
-
-    def replace(self, **changes: Any) -> Services:
-        return dataclasses.replace(self, **changes)
 
     def now(self) -> dt.datetime:
         """The clock's time as naive UTC (what the report's `generated at` takes)."""
@@ -102,30 +95,20 @@ def build_services(settings: Settings, **given: Any) -> Services:
     )
 
 
-_installed: list[Services] = []
-_guard = threading.Lock()
+_installed: Installed[Services] = Installed()
 
 
 def current_services() -> Services:
     """The innermost `use_services` of this process, else the services of the current settings."""
-    with _guard:
-        if _installed:
-            return _installed[-1]
-    return build_services(current_settings())
+    return _installed.current(lambda: build_services(current_settings()))
 
 
 @contextmanager
 def use_services(services: Services) -> Iterator[Services]:
     """Flows called in this process (and its task threads) use `services`, and their settings
     (cdnlake.run_settings.current_settings), until the block ends."""
-    with _guard:
-        _installed.append(services)
-    try:
-        with use_settings(services.settings):
-            yield services
-    finally:
-        with _guard:
-            _installed.remove(services)
+    with _installed.use(services), use_settings(services.settings):
+        yield services
 
 
 __all__ = ["Services", "SourceLister", "build_email_sender", "build_services", "current_services", "use_services"]

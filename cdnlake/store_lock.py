@@ -10,7 +10,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, replace
 
-from cdnlake.lock_owner import Owner, utc_now
+from cdnlake.clock import utc_stamp
+from cdnlake.lock_owner import Owner
 from cdnlake.storage import Conflict, Store
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class StoreLock:
             with self._guard:
                 if self._owner is None or self._version is None or self._lost:
                     return
-                owner = replace(self._owner, heartbeat=utc_now())
+                owner = replace(self._owner, heartbeat=utc_stamp())
                 try:
                     self._version = self.store.replace(self.key, self._payload(owner), self._version)
                     self._owner, self._last_beat = owner, self.monotonic()

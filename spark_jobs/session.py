@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -111,6 +112,10 @@ def _with_driver_logging(conf: dict[str, str], log_file: str | None) -> None:
     conf[key] = " ".join(filter(None, [conf.get(key, ""), driver_logging_options(log_file)]))
 
 
+# Spark catalog's default database directory (never holds a cdnlake table; see base_conf).
+CATALOG_DIR = Path(tempfile.gettempdir()) / "cdnlake-spark-catalog"
+
+
 def base_conf(master: str | None, shuffle_partitions: int = 8) -> dict[str, str]:
     """Settings every cdnlake session uses; callers may override any of them."""
     conf = {
@@ -137,6 +142,10 @@ def base_conf(master: str | None, shuffle_partitions: int = 8) -> dict[str, str]
         # day; 32 MB splits made 4x as many small files for OPTIMIZE to rewrite.
         "spark.sql.files.maxPartitionBytes": str(128 * 1024 * 1024),
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # cdnlake names tables by path only, yet a statement such as `ALTER TABLE delta.`<path>``
+        # makes Spark's catalog create its default database, ./spark-warehouse, in whatever
+        # directory the command runs from (a user's folder, a read-only image's work dir).
+        "spark.sql.warehouse.dir": CATALOG_DIR.as_uri(),
         # A task writes its rows into one or two partitions (one distribution's files, one date):
         # with concurrent writers it streams them instead of sorting them by partition first, a sort
         # that ran out of a 3 GiB heap at 8M lines a day (bench/RESULTS.md).

@@ -17,6 +17,7 @@ Spark is the conftest session, given per-bucket s3a options (as tests/test_s3.py
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -165,8 +166,8 @@ def runs(production: dict[str, Any]) -> dict[str, Any]:
     """
     result: dict[str, Any] = {"emails": [], "seconds": [], "summaries": [], "source_lists": []}
     real = build_services(load_settings(), runner=production["runner"])  # CDNLAKE_* of the fixture
-    for services, resend in ((real, False), (real.replace(runner=FakeRunner()), False),
-                             (real.replace(runner=FakeRunner()), True)):  # fmt: skip
+    for services, resend in ((real, False), (dataclasses.replace(real, runner=FakeRunner()), False),
+                             (dataclasses.replace(real, runner=FakeRunner()), True)):  # fmt: skip
         started = time.monotonic()
         with use_services(services), pytest.MonkeyPatch.context() as mp:
             asked = count_source_lists(mp)

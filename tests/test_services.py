@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def test_given_services_are_used_as_they_are(tmp_path: Path) -> None:
     runner, notifier = FakeRunner(), Recorder()
     services = build_services(load_settings(env={}), runner=runner, notifier=notifier)
     assert services.runner is runner and services.notifier is notifier
-    swapped = services.replace(clock=lambda: dt.datetime(2024, 6, 9, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=9))))
+    tokyo = dt.timezone(dt.timedelta(hours=9))
+    swapped = dataclasses.replace(services, clock=lambda: dt.datetime(2024, 6, 9, 23, 30, tzinfo=tokyo))
     assert swapped.now() == dt.datetime(2024, 6, 9, 14, 30)  # naive UTC
     assert swapped.runner is runner and services.clock is not swapped.clock
 

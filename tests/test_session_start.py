@@ -1,9 +1,11 @@
-"""Start-up settings of the SparkSession and the early start of the in-process runner (no JVM here)."""
+"""Start-up settings of the SparkSession and the early start of the in-process runner (one test uses a JVM)."""
 
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +95,18 @@ def test_no_early_start_on_kubernetes() -> None:
             return contextlib.nullcontext()
 
     assert runner.start_spark_early(Submitting()) is None
+
+
+def test_a_statement_on_a_table_path_writes_nothing_in_the_working_directory(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ALTER TABLE delta.`<path>`` (cdn_logs gaining columns or properties) used to make Spark's
+    catalog create ./spark-warehouse wherever the command ran (found by tests run in parallel)."""
+    table, work = tmp_path / "table", tmp_path / "work"
+    work.mkdir()
+    spark.range(2).write.format("delta").save(str(table))
+    monkeypatch.chdir(work)
+    spark.sql(f"ALTER TABLE delta.`{table}` SET TBLPROPERTIES ('cdnlake.test' = '1')")
+    assert list(work.iterdir()) == []
+    location = Path(urllib.parse.urlparse(spark.catalog.getDatabase("default").locationUri).path)
+    assert location.is_relative_to(tempfile.gettempdir()), location
