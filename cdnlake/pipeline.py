@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import statistics
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,20 +117,36 @@ def dates_to_ingest(services: Services, date: dt.date, distributions: list[str] 
                        loaded, wanted)  # fmt: skip
 
 
-def listed_files(listing: list[SourceFile], date: dt.date) -> tuple[ListedFile, ...]:
-    """The date's files of the run's listing, as the ingest job takes them."""
-    return tuple(ListedFile(f.uri, f.size, int((f.modified or 0) * 1000)) for f in _of_date(listing, date))
+def listed_files(listing: list[SourceFile], dates: Sequence[dt.date]) -> tuple[ListedFile, ...]:
+    """The dates' files of the run's listing, as the ingest job takes them."""
+    wanted = {d.isoformat() for d in dates}
+    return tuple(ListedFile(f.uri, f.size, int((f.modified or 0) * 1000)) for f in listing if f.date in wanted)
+
+
+def ingest_params(services: Services, dates: Sequence[dt.date], distributions: list[str] | None,
+                  listing: list[SourceFile] | None = None) -> IngestParams:  # fmt: skip
+    """One ingest job for `dates` (the newest is the job's date); `listing` (the run's
+    list_raw_files) is what the job reads, else it lists the source itself."""
+    settings, newest = services.settings, max(dates)
+    return IngestParams(date=newest, source=settings.source, warehouse=settings.warehouse,
+                        distributions=_ids(distributions), anonymize_ip=settings.anonymize_ip,
+                        keep_cookies=settings.keep_cookies, v2_delimiter=settings.v2_delimiter,
+                        files=listed_files(listing, dates) if listing is not None else None,
+                        dates=tuple(d for d in sorted(set(dates)) if d != newest))  # fmt: skip
 
 
 def ingest_date(services: Services, date: dt.date, distributions: list[str] | None,
                 listing: list[SourceFile] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Load one date; `listing` (the run's list_raw_files) is what the job reads, else it lists itself."""
-    settings = services.settings
-    params = IngestParams(date=date, source=settings.source, warehouse=settings.warehouse,
-                          distributions=_ids(distributions), anonymize_ip=settings.anonymize_ip,
-                          keep_cookies=settings.keep_cookies, v2_delimiter=settings.v2_delimiter,
-                          files=listed_files(listing, date) if listing is not None else None)  # fmt: skip
-    return services.runner.run_job(params)
+    """Load one date (`cdnlake ingest`); the job's result."""
+    return services.runner.run_job(ingest_params(services, [date], distributions, listing))
+
+
+def ingest_dates(services: Services, dates: Sequence[dt.date], distributions: list[str] | None,
+                 listing: list[SourceFile] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Load the run's dates in ONE job (its fixed cost paid once); each date's accounting by ISO
+    date, as a job per date returned it."""
+    result = services.runner.run_job(ingest_params(services, dates, distributions, listing))
+    return {d: result["per_date"][d] for d in sorted(result["per_date"])}
 
 
 def format_ingest(result: dict[str, Any]) -> str:

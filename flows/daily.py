@@ -71,7 +71,9 @@ class BackfillError(RuntimeError):
 list_raw_files_task = task(name="list-raw-files", **_IO)(pipeline.list_raw_files)
 check_raw_files_task = task(name="check-raw-files", **_IO)(pipeline.check_raw_files)
 dates_to_ingest_task = task(name="dates-to-ingest", **_IO)(pipeline.dates_to_ingest)
-ingest_task = task(name="ingest", task_run_name="ingest-{date}", **_SPARK)(pipeline.ingest_date)
+# One ingest job for all the run's dates. A retry re-runs it whole, which is idempotent: each date's
+# partitions are replaced (replaceWhere), never appended to.
+ingest_task = task(name="ingest", **_SPARK)(pipeline.ingest_dates)
 compact_task = task(name="compact", task_run_name="compact-{date}", **_SPARK)(pipeline.compact)
 aggregate_task = task(name="aggregate", **_SPARK)(pipeline.aggregate)
 report_data_task = task(name="report-data", task_run_name="report-data-{date}", retries=1, retry_delay_seconds=10,
@@ -158,10 +160,8 @@ def _run_stages(run: StageProgress, services: Services, date: dt.date, distribut
             writes.enter_context(warehouse_writes())
             # On Kubernetes the run's Spark jobs share one SparkApplication (cdnlake/runners/k8s_run.py).
             spark_app.enter_context(services.runner.application(flow_run_id() or ""))
-            ingested = {}
-            for d in dates:
-                held.check()  # a run that lost a date's lock stops before its next write or e-mail
-                ingested[d.isoformat()] = ingest_task(services, d, distributions, listing)
+            held.check()  # a run that lost a date's lock stops before its next write or e-mail
+            ingested = ingest_task(services, dates, distributions, listing)
             late = operations.late_files_summary(plan, ingested)
             for line in late["lines"]:
                 run.event("warning", detail=line)

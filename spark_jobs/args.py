@@ -9,14 +9,23 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 # The validators live in the Spark-free contract; re-exported for the jobs' parsers.
-from spark_jobs.contract import DISTRO_RE, distro_list, iso_date, location, partition_predicate
+from spark_jobs.contract import (
+    DISTRO_RE,
+    date_list,
+    distro_list,
+    iso_date,
+    location,
+    partition_predicate,
+    partitions_predicate,
+)
 
 if TYPE_CHECKING:  # only for the annotation: importing this module must not import PySpark
     from pyspark.sql import SparkSession
 
     from spark_jobs.params import JobParams
 
-__all__ = ["DISTRO_RE", "add_common", "distro_list", "iso_date", "location", "partition_predicate", "run_main"]
+__all__ = ["DISTRO_RE", "add_common", "date_list", "distro_list", "iso_date", "location", "partition_predicate",
+           "partitions_predicate", "run_main"]
 
 
 def add_common(parser: argparse.ArgumentParser, warehouse: bool = True, source: bool = False) -> None:

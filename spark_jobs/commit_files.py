@@ -7,7 +7,7 @@ local paths alike), they let the flow skip the compact job when no partition is 
 reconstructing a snapshot per table to count files (bench/RESULTS.md, session 6).
 
 Spark-free at import: the flow uses `crowded_partitions` and `nothing_to_compact`; only
-`files_written` talks to the JVM, through the session it is handed.
+`files_written` and `table_state` talk to the JVM, through the session they are handed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from spark_jobs.contract import table_path, to_hadoop_uri
@@ -49,13 +50,39 @@ def commit_operation(commit_lines: Iterable[str]) -> str | None:
     return None
 
 
+def _delta_log(spark: Any, path: str) -> Any:
+    jvm = spark.sparkContext._jvm
+    return jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+        spark._jsparkSession, jvm.org.apache.hadoop.fs.Path(to_hadoop_uri(path)))
+
+
 def _snapshot(spark: Any, path: str) -> Any:
     """The table's snapshot as this driver knows it: right after a commit of this driver, the one
     Delta keeps in memory (no listing, no job; DeltaTable.history ran a job per table)."""
+    return _delta_log(spark, path).unsafeVolatileSnapshot()
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What a writer needs to know of an existing table: its columns and its properties."""
+
+    columns: tuple[str, ...]
+    properties: dict[str, str]
+
+
+def table_state(spark: Any, path: str) -> TableState | None:
+    """Columns and properties of the table's latest snapshot (None: no table yet), from Delta's log
+    alone: a listing of `_delta_log` and its newest commits, no Spark job (reading the schema
+    through a DataFrame and DeltaTable.detail() were a snapshot and a job each, every ingest).
+    Updated, not the cached snapshot: another process may have committed since."""
     jvm = spark.sparkContext._jvm
-    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
-        spark._jsparkSession, jvm.org.apache.hadoop.fs.Path(to_hadoop_uri(path)))
-    return delta_log.unsafeVolatileSnapshot()
+    none = jvm.scala.Option.empty()
+    snapshot = _delta_log(spark, path).update(False, none, none)
+    if int(snapshot.version()) < 0:
+        return None
+    metadata = snapshot.metadata()
+    properties = jvm.scala.jdk.javaapi.CollectionConverters.asJava(metadata.configuration())
+    return TableState(tuple(metadata.schema().fieldNames()), {str(k): str(v) for k, v in properties.items()})
 
 
 def _latest_version(spark: Any, path: str) -> int:
@@ -73,16 +100,18 @@ def _read_text(spark: Any, uri: str) -> str:
         stream.close()
 
 
-def files_written(spark: Any, warehouse: str, date: dt.date, tables: Sequence[str] = COMPACTED_TABLES) -> FilesWritten:
-    """Files per distro of `date` in each table's latest commit, which must be a WRITE (the
-    ingest's replaceWhere); a table whose latest commit is anything else is left out, and the
-    flow then runs the compact job for that date as before."""
-    written: FilesWritten = {}
+def files_written(spark: Any, warehouse: str, dates: Sequence[dt.date],
+                  tables: Sequence[str] = COMPACTED_TABLES) -> dict[str, FilesWritten]:  # fmt: skip
+    """Per date (ISO), files per distro in each table's latest commit, which must be a WRITE (the
+    ingest's replaceWhere, one commit for all its dates); a table whose latest commit is anything
+    else is left out, and the flow then runs the compact job for that date as before."""
+    written: dict[str, FilesWritten] = {d.isoformat(): {} for d in dates}
     for table in tables:
         path = table_path(warehouse, table)
         lines = _read_text(spark, f"{path}/_delta_log/{_latest_version(spark, path):020d}.json").splitlines()
         if commit_operation(lines) == "WRITE":
-            written[table] = files_per_distro(lines, date)
+            for date in dates:
+                written[date.isoformat()][table] = files_per_distro(lines, date)
     return written
 
 

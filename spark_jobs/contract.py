@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 # ---------------------------------------------------------------- tables
@@ -99,6 +99,11 @@ def iso_date(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from None
 
 
+def date_list(value: str) -> list[dt.date]:
+    """Comma-separated UTC dates (YYYY-MM-DD)."""
+    return [iso_date(v.strip()) for v in value.split(",") if v.strip()]
+
+
 def distro_list(value: str) -> list[str]:
     """Comma-separated distribution ids, lower-cased; only letters and digits are allowed."""
     ids = [v.strip().lower() for v in value.split(",") if v.strip()]
@@ -116,12 +121,29 @@ def location(value: str) -> str:
     return value
 
 
+def _distros_clause(distros: Sequence[str] | None, prefix: str) -> str:
+    if not distros:
+        return ""
+    for d in distros:
+        if not DISTRO_RE.match(d):
+            raise ValueError(f"not a CloudFront distribution id: {d!r}")
+    return f" AND {prefix}distro IN (" + ", ".join(f"'{d}'" for d in distros) + ")"
+
+
 def partition_predicate(date: dt.date, distros: Sequence[str] | None) -> str:
     """SQL predicate on the (distro, dt) partitions; inputs are validated, never free text."""
-    predicate = f"dt = '{date.isoformat()}'"
-    if distros:
-        for d in distros:
-            if not DISTRO_RE.match(d):
-                raise ValueError(f"not a CloudFront distribution id: {d!r}")
-        predicate += " AND distro IN (" + ", ".join(f"'{d}'" for d in distros) + ")"
-    return predicate
+    return f"dt = '{date.isoformat()}'" + _distros_clause(distros, "")
+
+
+def partitions_predicate(partitions: Mapping[dt.date, Sequence[str] | None], prefix: str = "") -> str:
+    """SQL predicate on the (distro, dt) partitions of several dates, each with its own distros
+    (None: every distro of that date): `dt IN (...) [AND distro IN (...)]` per set of distros,
+    joined by OR. `prefix`: a table alias with its dot (`t.`). Validated values only."""
+    if not partitions:
+        raise ValueError("no partitions: a predicate over no dates would match nothing or everything")
+    by_distros: dict[tuple[str, ...], list[dt.date]] = {}
+    for date, distros in partitions.items():
+        by_distros.setdefault(tuple(sorted(distros or ())), []).append(date)
+    clauses = [f"{prefix}dt IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(dates)) + ")"
+               + _distros_clause(distros, prefix) for distros, dates in sorted(by_distros.items())]  # fmt: skip
+    return clauses[0] if len(clauses) == 1 else " OR ".join(f"({c})" for c in clauses)

@@ -5,6 +5,8 @@ lines are few. Both are gathered by a Spark `Observation` on the one job that pa
 writes cdn_logs, so the parsed rows are never cached and read again (before: the day's rows went
 to local disk and were read five times, bench/RESULTS.md session 6). A file with more rejects than
 INLINE_REJECTS leaves them out of the observation; they are read again from that file alone.
+Several dates in one job: the files are keyed by path (each listed for one date), the duplicates
+and the results go per date.
 """
 
 from __future__ import annotations
@@ -13,17 +15,20 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Observation
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.schema import INGEST_FILES_SCHEMA
+from spark_jobs.ingest_duplicates import MovedLines
+from spark_jobs.ingest_reader import read_raw_lines
+from spark_jobs.raw_reader import ReaderOptions
+from spark_jobs.schema import INGEST_FILES_SCHEMA, REJECTS_SCHEMA
 from spark_jobs.storage import RawFile
 
 # Rejected lines per file carried to the driver by the observation (a few per file on a real day);
 # 4,000 files a day x 100 lines stays a few tens of MB on the driver whatever the files hold.
 INLINE_REJECTS = 100
 
-_MARKER = ("source_file", "value", "reason", "file_lines", "file_rejected")
+_MARKER = ("source_file", "dt", "value", "reason", "file_lines", "file_rejected")
 _REJECT = ("source_file", "line_no", "value", "reason", "distro", "dt")
 
 
@@ -53,7 +58,7 @@ class FileAccounting:
 def observed_accounting(observation: Observation) -> FileAccounting:
     metrics = observation.get
     markers = {
-        m["source_file"]: {"value": m["value"], "reason": m["reason"], "lines_read": m["file_lines"],
+        m["source_file"]: {"dt": m["dt"], "value": m["value"], "reason": m["reason"], "lines_read": m["file_lines"],
                            "rejected": m["file_rejected"]}
         for m in metrics["markers"]
     }  # fmt: skip
@@ -62,15 +67,17 @@ def observed_accounting(observation: Observation) -> FileAccounting:
 
 
 def find_duplicates(markers: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """{duplicate path: first path} for files with identical content (by sha256)."""
-    first: dict[str, str] = {}
+    """{duplicate path: first path} for files of the same date with identical content (by sha256).
+    Per date, as when each date was a job of its own: a file listed for another date is not
+    compared (its lines carry that date's rows, or are rejected there for their date)."""
+    first: dict[tuple[str, str], str] = {}
     duplicates: dict[str, str] = {}
     for path in sorted(markers):
-        digest = markers[path]["value"]
-        if digest in first:
-            duplicates[path] = first[digest]
+        key = (markers[path]["dt"], markers[path]["value"])
+        if key in first:
+            duplicates[path] = first[key]
         else:
-            first[digest] = path
+            first[key] = path
     return duplicates
 
 
@@ -128,3 +135,30 @@ def summarise(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
         totals["damaged_files"] += int(r["damaged"])
         totals["duplicate_files"] += int(r["duplicate_of"] is not None)
     return totals | {"per_distro": per}
+
+
+def summarise_by_date(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, Any]]:
+    """summarise() per date (ISO) of ingest_files rows."""
+    at = INGEST_FILES_SCHEMA.fieldNames().index("dt")
+    by_date: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_date.setdefault(row[at], []).append(row)
+    return {date: summarise(of_date) for date, of_date in by_date.items()}
+
+
+def all_rejects(spark: SparkSession, files: list[RawFile], accounting: FileAccounting, moved: MovedLines | None,
+                reread: ReaderOptions, run_id: str) -> DataFrame:  # fmt: skip
+    """The rejects rows of an ingest: damaged and unread files and the lines seen inline, the lines
+    moved out of cdn_logs afterwards (repeats), and the rejected lines of files that had too many
+    to come inline, read again from those files alone with `reread` (every rejected line kept)."""
+    rejects = spark.createDataFrame(file_rejects(files, accounting, run_id), REJECTS_SCHEMA)
+    if moved is not None:
+        rejects = rejects.unionByName(moved.rejects)
+    overflowing = set(accounting.overflowing())
+    if overflowing:
+        parsed = read_raw_lines(spark, [f for f in files if f.path in overflowing], reread)
+        rejected = parsed.where(F.col("line_no").isNotNull() & F.col("reason").isNotNull())
+        rejects = rejects.unionByName(rejected.select(
+            "source_file", "line_no", F.col("value").alias("raw_line"), "reason", F.lit(run_id).alias("ingest_run"),
+            "distro", "dt"))  # fmt: skip
+    return rejects

@@ -6,15 +6,22 @@ logging generations) are rare. Rather than holding the whole day back until they
 cache and four more passes over the parsed rows), the ingest writes its lines, then checks the
 partitions it wrote: usually one scan of the request-id column finds nothing; otherwise one MERGE
 deletes the repeats, and the rejects get them with a reason naming the first copy.
+
+Within a date only: an ingest of several dates finds exactly what one ingest per date would (a
+request id seen on two dates stays on both; spark_jobs/ingest.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+
+from spark_jobs.contract import partitions_predicate
 
 _KEYS = ("source_file", "line_no")
 
@@ -22,15 +29,15 @@ _KEYS = ("source_file", "line_no")
 def _request_hashes(logs: DataFrame) -> DataFrame:
     good = logs.where(F.col("x_edge_request_id").isNotNull())
     return good.select("source_file", "line_no", "distro", "dt", "x_edge_request_id", "c_country",
-                       F.xxhash64("x_edge_request_id").alias("request_hash"))  # fmt: skip
+                       F.xxhash64("dt", "x_edge_request_id").alias("request_hash"))  # fmt: skip
 
 
 def duplicate_requests(spark: SparkSession, logs: DataFrame) -> DataFrame | None:
-    """(source_file, line_no, distro, dt, reason) for each row whose request id an earlier row has; None when
-    no two rows share an id (the usual day).
+    """(source_file, line_no, distro, dt, reason) for each row whose request id an earlier row of its
+    date has; None when no two rows of a date share an id (the usual day).
 
     x-edge-request-id is unique per request. The first by (file, line) is kept. One action shuffles
-    64-bit hashes of all ids and returns the hashes seen more than once (a few, or none); only the
+    64-bit hashes of all (date, id) pairs and returns the hashes seen more than once (a few, or none); only the
     rows with those hashes are compared by id.
     """
     hashed = logs.transform(_request_hashes)
@@ -40,7 +47,8 @@ def duplicate_requests(spark: SparkSession, logs: DataFrame) -> DataFrame | None
         return None
     suspects = spark.createDataFrame(colliding, "request_hash bigint")
     # A request delivered by legacy and v2 logging keeps the v2 copy (it carries the viewer's country).
-    window = Window.partitionBy("x_edge_request_id").orderBy(F.col("c_country").isNull(), "source_file", "line_no")
+    order = (F.col("c_country").isNull(), "source_file", "line_no")
+    window = Window.partitionBy("dt", "x_edge_request_id").orderBy(*order)
     first = F.first(F.struct("source_file", "line_no")).over(window)
     return (
         hashed.join(F.broadcast(suspects), "request_hash")
@@ -71,14 +79,13 @@ def _duplicate_file_lines(logs: DataFrame, duplicates: dict[str, str]) -> DataFr
 
 
 def move_duplicates(
-    spark: SparkSession, path: str, partitions: tuple[str, list[str]], duplicates: dict[str, str], run_id: str
+    spark: SparkSession, path: str, partitions: Mapping[dt.date, Sequence[str]], duplicates: dict[str, str],
+    run_id: str,
 ) -> MovedLines | None:
     """Delete the lines of duplicate files and repeated requests from the partitions just written
-    (`partitions`: the date and its distributions); None when there are none."""
-    date, distros = partitions
-    predicate = (F.col("dt") == date) & F.col("distro").isin(distros)
+    (`partitions`: each date and its distributions); None when there are none."""
     # The table as this ingest's commit left it (Delta's cached snapshot: no time travel, no new state).
-    written = spark.read.format("delta").load(path).where(predicate)
+    written = spark.read.format("delta").load(path).where(partitions_predicate(partitions))
     of_files = _duplicate_file_lines(written, duplicates)
     rest = written.where(~F.col("source_file").isin(list(duplicates))) if duplicates else written
     of_requests = duplicate_requests(spark, rest)
@@ -89,8 +96,8 @@ def move_duplicates(
     # Materialised before the MERGE deletes what it was computed from; small (the repeats only).
     moved = moved.localCheckpoint()
     per_file = {r["source_file"]: r["count"] for r in moved.groupBy("source_file").count().collect()}
-    # The partitions as literals: the MERGE then reads only the files of the date's partitions.
-    condition = (F.col("t.dt") == date) & F.col("t.distro").isin(distros)
+    # The partitions as literals: the MERGE then reads only the files of the dates' partitions.
+    condition = F.expr(partitions_predicate(partitions, prefix="t.")) & (F.col("t.dt") == F.col("m.dt"))
     for key in _KEYS:
         condition = condition & (F.col(f"t.{key}") == F.col(f"m.{key}"))
     DeltaTable.forPath(spark, path).alias("t").merge(moved.alias("m"), condition).whenMatchedDelete().execute()

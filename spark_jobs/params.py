@@ -119,7 +119,9 @@ def files_from_json(data: bytes | str) -> tuple[ListedFile, ...]:
 
 @dataclass(frozen=True)
 class IngestParams(JobParams):
-    """`files`: the date's raw files as the run listed them (the job then lists nothing); None: the
+    """`dates`: the run's other dates, ingested by the same job (one parse and write, one commit
+    per table for all of them: a fresh warehouse's first run pays the fixed cost once).
+    `files`: the dates' raw files as the run listed them (the job then lists nothing); None: the
     job lists `source` itself (`cdnlake ingest`). `files_from`: where a submitted job reads that list
     (a JSON file written next to the warehouse, cdnlake/runners/kubernetes.py): the argv stays small."""
 
@@ -134,6 +136,12 @@ class IngestParams(JobParams):
     v2_delimiter: str = "tab"  # of standard logging v2 text deliveries; `tab` or one character
     files: tuple[ListedFile, ...] | None = None
     files_from: str | None = None
+    dates: tuple[dt.date, ...] = ()
+
+    @property
+    def all_dates(self) -> list[dt.date]:
+        """Every date the job ingests (`date` and `dates`), oldest first."""
+        return sorted({self.date, *self.dates})
 
     def __post_init__(self) -> None:
         super().__post_init__()

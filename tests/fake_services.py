@@ -24,8 +24,10 @@ JobResult = Callable[[JobParams], dict[str, Any]]
 
 
 def ingested(params: Any) -> dict[str, Any]:
-    """A canned ingest result: 10 lines read, 9 loaded, 1 rejected."""
-    return {"date": params.date.isoformat(), "files": 1, "lines_read": 10, "loaded": 9, "rejected": 1}
+    """A canned ingest result, per date of the job: 10 lines read, 9 loaded, 1 rejected."""
+    per_date = {d.isoformat(): {"date": d.isoformat(), "files": 1, "lines_read": 10, "loaded": 9, "rejected": 1}
+                for d in params.all_dates}  # fmt: skip
+    return per_date[params.date.isoformat()] | {"per_date": per_date}
 
 
 def reconciled(params: Any) -> dict[str, Any]:
@@ -125,6 +127,28 @@ class NewestDateSource:
             return []
         stat = self.file.stat()
         return [SourceFile(str(self.file), stat.st_size, self.distro, newest.isoformat(), 0, modified=stat.st_mtime)]
+
+
+@dataclass
+class EveryDateSource:
+    """A landing area with one real raw file for each of `days` (a fresh warehouse's window)."""
+
+    folder: Path
+    days: list[dt.date]
+    s3_client: Any = None
+    location: str = "fake://landing"
+    files: dict[dt.date, Path] = field(init=False)
+
+    def __post_init__(self) -> None:
+        from cdnlake.demo import generate_days
+
+        generated = generate_days(self.folder, self.days, 1, [48] * len(self.days), seed=3, files_per_hour=1)
+        self.files = {day: sorted(g.files)[0] for day, g in generated.items()}
+
+    def list(self, dates: Iterable[dt.date], distributions: Iterable[str] | None = None) -> list[SourceFile]:
+        found = [(day, self.files[day]) for day in sorted(set(dates)) if day in self.files]
+        return [SourceFile(str(f), f.stat().st_size, "e1fake", day.isoformat(), 0, modified=f.stat().st_mtime)
+                for day, f in found]  # fmt: skip
 
 
 def one_raw_file(folder: Path) -> Path:

@@ -58,7 +58,7 @@ def test_files_written_are_the_partitions_files_after_the_ingests_commit(spark: 
     _replace_date(spark, wh / "cdn_logs", {"a": 4}, date="2024-05-01")  # the date again, b's partition emptied
     _replace_date(spark, wh / "cdn_logs_rejects", {"a": 1, "b": 1})
     _replace_date(spark, wh / "ingest_files", {"a": 2, "b": 1})
-    written = commit_files.files_written(spark, str(wh), dt.date(2024, 5, 1))
+    written = commit_files.files_written(spark, str(wh), [dt.date(2024, 5, 1)])["2024-05-01"]
     assert written == {"cdn_logs": {"a": 4}, "cdn_logs_rejects": {"a": 1, "b": 1}, "ingest_files": {"a": 2, "b": 1}}
     # The snapshot's own listing (what the compact job counts) agrees.
     assert compact.files_per_partition(spark, str(wh / "cdn_logs"), "dt = '2024-05-01'") == {"a": 4}
@@ -69,7 +69,7 @@ def test_a_table_whose_last_commit_is_not_a_write_is_left_to_the_job(spark: Any,
     for table in commit_files.COMPACTED_TABLES:
         _replace_date(spark, wh / table, {"a": 3})
     DeltaTable.forPath(spark, str(wh / "ingest_files")).optimize().executeCompaction()
-    written = commit_files.files_written(spark, str(wh), dt.date(2024, 5, 1))
+    written = commit_files.files_written(spark, str(wh), [dt.date(2024, 5, 1)])["2024-05-01"]
     assert written == {"cdn_logs": {"a": 3}, "cdn_logs_rejects": {"a": 3}}
     assert commit_files.crowded_partitions(written, max_files=1) is None  # the job decides
 

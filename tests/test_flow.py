@@ -37,7 +37,15 @@ from cdnlake.services import Services, build_services
 from cdnlake.settings import Settings, load_settings
 from flows import daily
 from flows.artifacts import CSV_KEY, INSIGHTS_KEY, PDF_KEY, SUMMARY_KEY
-from tests.fake_services import FakeRunner, FakeSender, NewestDateSource, Recorder, ingested, one_raw_file
+from tests.fake_services import (
+    EveryDateSource,
+    FakeRunner,
+    FakeSender,
+    NewestDateSource,
+    Recorder,
+    ingested,
+    one_raw_file,
+)
 from tests.flow_runs import run_flow
 
 D = dt.date(2024, 6, 9)
@@ -639,6 +647,23 @@ def test_the_spark_jobs_of_a_run_share_one_application(fakes: Fakes, tmp_path: P
     assert runner.applications == [summary["flow_run_id"]] and all(runner.in_application)
     (ingest,) = [p for p in runner.calls if p.job == "ingest"]
     assert [f.uri for f in ingest.files] == [str(services.source.file)]  # the check's listing, handed over
+
+
+def test_a_fresh_warehouse_ingests_the_windows_dates_in_one_job(fakes: Fakes, tmp_path: Path) -> None:
+    """Raw files for D-2, D-1 and D and nothing loaded yet: one ingest job for the three dates (its
+    fixed cost paid once), then each date compacted and reconciled with its own accounting."""
+    source = EveryDateSource(tmp_path / "landing-3", DAYS)
+    summary = run_flow(daily.cdn_daily, fakes.services(make_settings(tmp_path), source=source), date=D)
+    runner = fakes.runner
+    days = [str(d) for d in DAYS]
+    assert runner.jobs() == [("ingest", str(D)), *[("compact", d) for d in days], ("aggregate", str(D)),
+                             *[("reconcile", d) for d in days]]  # fmt: skip
+    (ingest,) = [p for p in runner.calls if p.job == "ingest"]
+    assert ingest.all_dates == DAYS and ingest.dates == (DAYS[0], DAYS[1])
+    assert sorted(f.uri for f in ingest.files) == sorted(str(f) for f in source.files.values())
+    assert summary["dates_ingested"] == days
+    assert summary["ingest"]["totals"] == {"files": 3, "lines_read": 30, "loaded": 27, "rejected": 3,
+                                           "damaged_files": 0}  # fmt: skip
 
 
 def test_concurrent_backfill_takes_turns_writing(fakes: Fakes, tmp_path: Path) -> None:

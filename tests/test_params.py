@@ -28,6 +28,7 @@ EXAMPLES = [
                  keep_cookies=True),  # fmt: skip
     IngestParams(D, "./data/landing", "./data/warehouse"),
     IngestParams(D, "s3://logs/cf", "s3://wh/w", files_from="s3://wh/w/_cdnlake_file_lists/2024-06-09-ab.json"),
+    IngestParams(D, "./landing", "./wh", dates=(D - dt.timedelta(days=2), D - dt.timedelta(days=1))),
     CompactParams(D, "./wh", None, vacuum=True, max_files=3),
     AggregateParams(D, "./wh", ("e1abc",), "Asia/Tokyo", (D - dt.timedelta(days=1), D - dt.timedelta(days=2))),
     ReconcileParams(D, "./wh", ("e1abc",)),
@@ -55,6 +56,15 @@ def test_defaults_agree_with_the_jobs_parser(job: str) -> None:
         assert (from_parser, f.name) == (f.default, f.name) or (from_parser is None and f.default == ())
         checked += 1
     assert checked >= 1
+
+
+def test_an_ingest_of_several_dates() -> None:
+    earlier = (D - dt.timedelta(days=1), D - dt.timedelta(days=2))
+    params = IngestParams(D, "./landing", "./wh", dates=list(earlier))  # type: ignore[arg-type]
+    assert params.dates == earlier  # a list becomes a tuple
+    assert params.all_dates == [D - dt.timedelta(days=2), D - dt.timedelta(days=1), D]
+    assert params.to_argv()[-2:] == ["--dates", "2024-06-08,2024-06-07"]
+    assert IngestParams(D, "./landing", "./wh", dates=(D,)).all_dates == [D]
 
 
 def test_argv_of_hand_built_ingest() -> None:

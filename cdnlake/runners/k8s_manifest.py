@@ -124,7 +124,7 @@ def _pod(resources: PodResources, config: AppConfig, job: str) -> dict[str, Any]
 
 
 SECRET_NAME = "cdnlake-secrets"
-HASH_KEY_ENV = "CDNLAKE_IP_HASH_KEY"  # what spark_jobs/ingest.py reads in the driver
+HASH_KEY_ENV = "CDNLAKE_IP_HASH_KEY"  # what spark_jobs/ingest_reader.py reads in the driver
 LOOP_JOB = "job_loop"  # spark_jobs/job_loop.py: one driver serving every job of a run
 
 
