@@ -54,10 +54,6 @@ def time_zone(value: str) -> str:
     return value
 
 
-def date_list(value: str) -> list[dt.date]:
-    return [job_args.iso_date(v.strip()) for v in value.split(",") if v.strip()]
-
-
 def dates_predicate(dates: Sequence[dt.date], distros: Sequence[str] | None) -> str:
     """`dt IN (...) [AND distro IN (...)]` from validated values: partition pruning and replaceWhere."""
     predicate = "dt IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(set(dates))) + ")"
@@ -235,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aggregate", description=__doc__)
     job_args.add_common(parser, warehouse=True)
     parser.add_argument("--report-tz", type=time_zone, default="UTC", help="IANA zone of the report day")
-    parser.add_argument("--dates", type=date_list, default=None,
+    parser.add_argument("--dates", type=job_args.date_list, default=None,
                         help="extra comma-separated UTC dates whose partitions changed")  # fmt: skip
     return parser
 
