@@ -22,7 +22,8 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock Makefile
 	@touch $@
 
 # Then the Spark/Delta jars (spark_jobs/jars.py): resolved once into ~/.ivy2.5.2 (about 700 MB the
-# first time), one line here, Ivy's own output in ~/.ivy2.5.2/cdnlake-jars.log.
+# first time), one line here, Ivy's own output in ~/.ivy2.5.2/cdnlake-jars.log; then, once per JDK and
+# jar set, the driver's class archive (spark_jobs/class_archive.py, about 40 s).
 install: $(VENV)/.installed
 	@$(VENV)/bin/python -m spark_jobs.session
 

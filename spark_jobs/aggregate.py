@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
 from spark_jobs import top_lists
-from spark_jobs.contract import TOP_LISTS_TABLE
+from spark_jobs.contract import TOP_LISTS_TABLE, partitions_predicate
 from spark_jobs.measures import MEASURES, measure_aggs
 from spark_jobs.params import AggregateParams, check_zone
 from spark_jobs.reconcile_checks import RAW_TOTALS
@@ -55,14 +55,9 @@ def time_zone(value: str) -> str:
 
 
 def dates_predicate(dates: Sequence[dt.date], distros: Sequence[str] | None) -> str:
-    """`dt IN (...) [AND distro IN (...)]` from validated values: partition pruning and replaceWhere."""
-    predicate = "dt IN (" + ", ".join(f"'{d.isoformat()}'" for d in sorted(set(dates))) + ")"
-    if distros:
-        bad = [d for d in distros if not job_args.DISTRO_RE.match(d)]
-        if bad:
-            raise ValueError(f"not CloudFront distribution ids: {bad!r}")
-        predicate += " AND distro IN (" + ", ".join(f"'{d}'" for d in distros) + ")"
-    return predicate
+    """`dt IN (...) [AND distro IN (...)]` from validated values: partition pruning and replaceWhere
+    (the same distros on every date: the shared predicate's simplest case)."""
+    return partitions_predicate(dict.fromkeys(dates, distros))
 
 
 def filter_partitions(df: DataFrame, dates: Sequence[dt.date], distros: Sequence[str] | None) -> DataFrame:

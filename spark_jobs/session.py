@@ -17,6 +17,7 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
+from spark_jobs import class_archive
 from spark_jobs.jars import IVY_DIR, JarResolutionError, ensure_resolved
 
 # delta-spark 4.4.1 is on PyPI but its jars never reached Maven Central: the newest Delta for
@@ -106,10 +107,14 @@ def driver_logging_options(log_file: str | None) -> str:
     return options + (f" -Dcdnlake.spark.log={Path(log_file).resolve()}" if log_file else "")
 
 
-def _with_driver_logging(conf: dict[str, str], log_file: str | None) -> None:
-    """Adds the logging options to spark.driver.extraJavaOptions, keeping any the caller set."""
+def _add_java_options(conf: dict[str, str], options: str) -> None:
+    """Adds options to spark.driver.extraJavaOptions, keeping any the caller set."""
     key = "spark.driver.extraJavaOptions"
-    conf[key] = " ".join(filter(None, [conf.get(key, ""), driver_logging_options(log_file)]))
+    conf[key] = " ".join(filter(None, [conf.get(key, ""), options]))
+
+
+def _with_driver_logging(conf: dict[str, str], log_file: str | None) -> None:
+    _add_java_options(conf, driver_logging_options(log_file))
 
 
 # Spark catalog's default database directory (never holds a cdnlake table; see base_conf).
@@ -236,6 +241,7 @@ def build_session(
         jars = ensure_resolved(conf["spark.jars.packages"].split(","))
         if master.startswith("local"):
             conf = local_class_path(conf, jars)
+            _add_java_options(conf, class_archive.java_options(jars) or class_archive.dump_options())
         else:  # a cluster's executors fetch spark.jars from the driver
             conf["spark.jars"] = jars
             del conf["spark.jars.packages"]
@@ -294,6 +300,11 @@ def main() -> int:
         return 1
     took = time.monotonic() - started
     print(f"Spark/Delta jars: {len(jars.split(','))} jars ready in {IVY_DIR} ({took:.0f} s)")
+    archive, took = class_archive.ensure_archive(jars)
+    if archive is None:  # a missing archive costs seconds per start, never a failure
+        print(f"Spark/Delta jars: no class archive (see {IVY_DIR / class_archive.LOG_NAME}); Spark starts slower")
+    elif took:
+        print(f"Spark/Delta jars: class archive made for faster Spark starts ({took:.0f} s): {archive}")
     return 0
 
 
