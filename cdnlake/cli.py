@@ -146,7 +146,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cdnlake.prefect_defaults import local_prefect
+    from cdnlake.prefect_defaults import local_prefect, start_prefect_server
+
+    prefect_server = start_prefect_server()  # first: it takes seconds, the rest goes on meanwhile
     from cdnlake.runners.local import start_spark_early
     from cdnlake.services import build_services, use_services
     from flows.daily import cdn_daily
@@ -154,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     services = build_services(_settings(args))
     settings = services.settings
     start_spark_early(services.runner)  # the JVM starts while Prefect does
-    with local_prefect(args.verbose), use_services(services):  # the flow's settings: never a parameter
+    with local_prefect(args.verbose, prefect_server), use_services(services):  # the flow's settings: never a parameter
         summary = cdn_daily(
             date=args.date, distributions=list(settings.distributions) or None, resend_email=args.resend_email,
         )  # fmt: skip
@@ -166,7 +168,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from cdnlake.prefect_defaults import local_prefect
+    from cdnlake.prefect_defaults import local_prefect, start_prefect_server
+
+    prefect_server = start_prefect_server()
     from cdnlake.runners.local import start_spark_early
     from cdnlake.services import build_services, use_services
     from flows.daily import cdn_backfill
@@ -176,7 +180,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     services = build_services(_settings(args))
     settings = services.settings
     start_spark_early(services.runner)
-    with local_prefect(args.verbose), use_services(services):
+    with local_prefect(args.verbose, prefect_server), use_services(services):
         _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
                             resend_email=args.resend_email, concurrency=args.concurrency))  # fmt: skip
     return 0
@@ -214,10 +218,12 @@ def cmd_analyze_misses(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cdnlake.demo import run_demo
-    from cdnlake.prefect_defaults import local_prefect
+    from cdnlake.prefect_defaults import local_prefect, start_prefect_server
 
-    with local_prefect(args.verbose):
+    prefect_server = start_prefect_server()  # ready by the time the sample logs are generated
+    from cdnlake.demo import run_demo
+
+    with local_prefect(args.verbose, prefect_server):
         return run_demo(load_settings())
 
 
