@@ -31,6 +31,7 @@ from pyspark.sql import functions as F
 from spark_jobs import args as job_args
 from spark_jobs import top_lists
 from spark_jobs.contract import TOP_LISTS_TABLE, partitions_predicate
+from spark_jobs.local_frames import local_frame
 from spark_jobs.measures import MEASURES, measure_aggs
 from spark_jobs.params import AggregateParams, check_zone
 from spark_jobs.reconcile_checks import RAW_TOTALS
@@ -136,20 +137,12 @@ def write_replacing(df: DataFrame, path: str, predicate: str, partition: str | S
     writer.partitionBy(*_columns(partition)).save(path)
 
 
-def _for_arrow(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text columns as plain objects: pandas 3's Arrow-backed strings reach PySpark as chunked
-    arrays it cannot convert, and it then falls back to Python rows unpickled by Python workers
-    (a job with worker start-up per table); Arrow batches become a local relation in the JVM."""
-    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    return frame.astype(dict.fromkeys(text, object))
-
-
 def write_tables(spark: SparkSession, warehouse: str, writes: Sequence[TableWrite]) -> None:
     """Write the tables side by side: they are independent, and a small table's write is mostly
     Delta log work and waiting (snapshot, commit), not cores, so three in a row cost three times
     that. Through a session with the small-table settings (spark_jobs/session.py)."""
     small = small_table_session(spark)
-    frames = [(small.createDataFrame(_for_arrow(w.rows), schema=w.schema), w) for w in writes]
+    frames = [(local_frame(small, w.rows, w.schema), w) for w in writes]
     with ThreadPoolExecutor(max_workers=max(len(frames), 1), thread_name_prefix="cdnlake-stats") as pool:
         futures = [pool.submit(write_replacing, df, table_path(warehouse, w.table), w.predicate, w.partition)
                    for df, w in frames]  # fmt: skip

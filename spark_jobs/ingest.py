@@ -32,6 +32,7 @@ from spark_jobs.ingest_accounting import (
 )
 from spark_jobs.ingest_duplicates import move_duplicates
 from spark_jobs.ingest_reader import read_raw_lines, reader_options
+from spark_jobs.local_frames import local_frame
 from spark_jobs.log_fields import field_delimiter
 from spark_jobs.params import IngestParams
 from spark_jobs.privacy import IP_MODES
@@ -126,7 +127,7 @@ def load_files(spark: SparkSession, params: IngestParams, files: list[RawFile], 
     rejects = all_rejects(spark, files, accounting, moved, reader_options(params, ip_hash_key), run_id)
     write_partitions(rejects, table_path(params.warehouse, "cdn_logs_rejects"), predicate)
     rows = ingest_files_rows(files, accounting, duplicates, moved.per_file if moved else {}, run_id)
-    files_df = spark.createDataFrame(rows, INGEST_FILES_SCHEMA)
+    files_df = local_frame(spark, rows, INGEST_FILES_SCHEMA)
     write_partitions(files_df, table_path(params.warehouse, "ingest_files"), predicate)
     return rows
 

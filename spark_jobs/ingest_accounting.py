@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs.ingest_duplicates import MovedLines
 from spark_jobs.ingest_reader import read_raw_lines
+from spark_jobs.local_frames import local_frame
 from spark_jobs.raw_reader import ReaderOptions
 from spark_jobs.schema import INGEST_FILES_SCHEMA, REJECTS_SCHEMA
 from spark_jobs.storage import RawFile
@@ -151,7 +152,7 @@ def all_rejects(spark: SparkSession, files: list[RawFile], accounting: FileAccou
     """The rejects rows of an ingest: damaged and unread files and the lines seen inline, the lines
     moved out of cdn_logs afterwards (repeats), and the rejected lines of files that had too many
     to come inline, read again from those files alone with `reread` (every rejected line kept)."""
-    rejects = spark.createDataFrame(file_rejects(files, accounting, run_id), REJECTS_SCHEMA)
+    rejects = local_frame(spark, file_rejects(files, accounting, run_id), REJECTS_SCHEMA)
     if moved is not None:
         rejects = rejects.unionByName(moved.rejects)
     overflowing = set(accounting.overflowing())

@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StructField, StructType
 
 from spark_jobs.contract import partitions_predicate
+from spark_jobs.local_frames import local_frame
 
 _KEYS = ("source_file", "line_no")
+_HASHES = StructType([StructField("request_hash", LongType())])
 
 
 def _request_hashes(logs: DataFrame) -> DataFrame:
@@ -45,7 +48,7 @@ def duplicate_requests(spark: SparkSession, logs: DataFrame) -> DataFrame | None
     colliding = [(r[0],) for r in shared.collect()]
     if not colliding:
         return None
-    suspects = spark.createDataFrame(colliding, "request_hash bigint")
+    suspects = local_frame(spark, colliding, _HASHES)
     # A request delivered by legacy and v2 logging keeps the v2 copy (it carries the viewer's country).
     order = (F.col("c_country").isNull(), "source_file", "line_no")
     window = Window.partitionBy("dt", "x_edge_request_id").orderBy(*order)

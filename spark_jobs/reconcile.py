@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
+from spark_jobs.local_frames import local_frame
 from spark_jobs.params import ReconcileParams
 from spark_jobs.reconcile_checks import (  # re-exported: the checks' home before they were shared
     RAW_TOTALS_SQL,
@@ -45,7 +46,7 @@ def raw_totals(spark: SparkSession, warehouse: str, predicate: str) -> dict[str,
     """Every measure computed directly on the cdn_logs rows matching `predicate`."""
     logs = _read(spark, warehouse, "cdn_logs", predicate)
     if logs is None:
-        logs = spark.createDataFrame([], CDN_LOGS_SCHEMA)
+        logs = local_frame(spark, [], CDN_LOGS_SCHEMA)
     return {k: int(v) for k, v in spark.sql(RAW_TOTALS_SQL, logs=logs).first().asDict().items()}
 
 

@@ -69,7 +69,6 @@ def test_a_server_named_in_prefect_settings_wins() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     ours = PrefectServer(_process("import time; time.sleep(60)"), port=9)
-    with temporary_settings(updates={PREFECT_API_URL: "http://prefect.example:4200/api"}):
-        with local_prefect(server=ours):
-            assert PREFECT_API_URL.value() == "http://prefect.example:4200/api"
+    with temporary_settings(updates={PREFECT_API_URL: "http://prefect.example:4200/api"}), local_prefect(server=ours):
+        assert PREFECT_API_URL.value() == "http://prefect.example:4200/api"
     assert ours.process.poll() is not None
