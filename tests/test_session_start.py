@@ -53,7 +53,6 @@ class CountingRunner(runner.InProcessRunner):
         self.builds: list[str] = []
         self.fail = fail
         self.release = threading.Event()
-        self.warmed: list[tuple[Any, bool]] = []
 
     def session(self) -> Any:
         with self._lock:
@@ -64,9 +63,6 @@ class CountingRunner(runner.InProcessRunner):
                     raise RuntimeError("Java was not found")
                 self._spark = object()
             return self._spark
-
-    def warm_up(self, spark: Any) -> None:
-        self.warmed.append((spark, self._lock.locked()))
 
 
 def test_session_is_built_once_in_the_background_and_jobs_wait_for_it() -> None:
@@ -79,35 +75,6 @@ def test_session_is_built_once_in_the_background_and_jobs_wait_for_it() -> None:
     thread.join(5)
     waiter.join(5)
     assert fake.builds == ["cdnlake-spark-start"] and got == [fake._spark]
-    # Warmed up once, holding the lock the first job takes.
-    assert fake.warmed == [(fake._spark, True)]
-
-
-def test_the_warm_up_runs_a_delta_commit_and_read_and_leaves_nothing(
-    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from spark_jobs.warm_up import warm_up
-
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    def last_job() -> int:  # ids only grow; the tracker keeps the latest ones
-        return max(spark.sparkContext.statusTracker().getJobIdsForGroup(), default=-1)
-
-    before = last_job()
-    warm_up(spark)
-    # The write (with its commit) and the read ran as Spark jobs; its table is gone again.
-    assert last_job() >= before + 2
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_failed_warm_up_leaves_a_working_session() -> None:
-    class FailingWarmUp(CountingRunner):
-        def warm_up(self, spark: Any) -> None:
-            raise RuntimeError("no space left on device")
-
-    fake = FailingWarmUp()
-    fake.release.set()
-    fake.start_in_background().join(5)
-    assert fake.session() is fake._spark and fake.builds == ["cdnlake-spark-start"]
 
 
 def test_a_failed_background_start_is_raised_by_the_first_job() -> None:

@@ -64,30 +64,20 @@ class InProcessRunner:
             return self._spark
 
     def start_in_background(self) -> threading.Thread:
-        """Build the session in a thread while the caller starts Prefect (the JVM takes seconds to start),
-        then warm it up (spark_jobs/warm_up.py), still holding the lock: the first job waits for both
-        rather than paying the same start-up costs on the same cores.
+        """Build the session in a thread while the caller starts Prefect (the JVM takes seconds to start).
 
-        A failure here is left for the first job to hit and report (a failed warm-up costs nothing but
-        its speed-up).
+        The first job waits on the same lock; a failure here is left for that job to hit and report.
         """
 
         def build() -> None:
             try:
-                spark = self.session()
-                with self._lock:
-                    self.warm_up(spark)
+                self.session()
             except Exception:  # noqa: BLE001 - the first job builds again and raises with context
                 log.debug("starting Spark in the background failed", exc_info=True)
 
         thread = threading.Thread(target=build, name="cdnlake-spark-start", daemon=True)
         thread.start()
         return thread
-
-    def warm_up(self, spark: Any) -> None:
-        from spark_jobs.warm_up import warm_up
-
-        warm_up(spark)
 
     def run_job(self, params: JobParams) -> dict[str, Any]:
         """`spark_jobs.<job>.run(spark, params)` in this process: no command line, no re-parsing."""
