@@ -57,12 +57,15 @@ def _newest_email(outbox: Path, date: dt.date) -> Path | None:
 
 def run_demo(settings: Settings, date: dt.date = DEMO_DATE, rows: int = DEMO_ROWS) -> int:
     """Generate D-2..D, run the daily flow for D and print where the outputs are; returns an exit code."""
-    from cdnlake.run_settings import use_settings
+    from cdnlake.runners.local import start_spark_early
+    from cdnlake.services import build_services, use_services
     from flows.daily import cdn_daily
 
     if any(str(loc).startswith("s3") for loc in (settings.source, settings.reports, settings.outbox)):
         print("cdnlake demo writes local files: point CDNLAKE_SOURCE/REPORTS/OUTBOX at folders (or unset them)")
         return 2
+    services = build_services(settings)
+    start_spark_early(services.runner)  # the JVM starts while the sample is written and Prefect starts
     dates = [date - dt.timedelta(days=n) for n in (2, 1, 0)]
     counts = [int(rows * scale) for scale in _DAY_SCALE]
     print(f"demo: {DEMO_DISTRIBUTIONS} distributions, {dates[0]}..{date}, {sum(counts):,} log lines "
@@ -71,7 +74,7 @@ def run_demo(settings: Settings, date: dt.date = DEMO_DATE, rows: int = DEMO_ROW
     # Only name the demo's distributions when CDNLAKE_DISTRIBUTIONS would otherwise filter them out.
     ids = [d.lower() for d in generated[date].distribution_ids] if settings.distributions else None
     # Re-send: each demo run leaves a fresh e-mail to look at (the ledger would skip a second one).
-    with use_settings(settings):
+    with use_services(services):
         summary = cdn_daily(date=date, distributions=ids, resend_email=True)
     totals = summary["totals"]
     email = _newest_email(Path(settings.outbox), date) if not settings.ses_enabled else None
