@@ -19,7 +19,6 @@ import datetime as dt
 import gzip
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,14 +27,14 @@ from pathlib import Path
 
 import pyspark
 
-from spark_jobs.jars import IVY_DIR
+from spark_jobs.jars import IVY_DIR, java_executable
 
 # The JVM says when it cannot use an archive (a JDK update, a jar replaced): speed only, not news.
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 DUMP_ENV = "CDNLAKE_CLASS_ARCHIVE_DUMP"  # set in the child that writes the archive: no archive read there
 LOG_NAME = "cdnlake-class-archive.log"
 
-# Three requests in the 33-field format (AWS's documentation), for the workload that loads the classes.
+# Two requests in the 33-field format (AWS's documentation's), for the workload that loads the classes.
 _FIELDS = ("date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) "
            "cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header "
            "cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type "
@@ -48,17 +47,12 @@ _LINE = ("2019-12-04\t21:02:{s}\tLAX1\t392\t192.0.2.100\tGET\td111111abcdef8.clo
 SAMPLE_DATE = dt.date(2019, 12, 4)
 
 
-def java_binary() -> str | None:
-    java_home = os.environ.get("JAVA_HOME")
-    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
-    return os.path.realpath(java) if java and os.path.exists(java) else None
-
-
 def archive_path(jars: str, ivy_dir: Path = IVY_DIR) -> Path | None:
     """Where the archive for this JDK, pyspark and jar set lives (None without Java)."""
-    java = java_binary()
+    java = java_executable()
     if java is None:
         return None
+    java = os.path.realpath(java)  # /usr/bin/java is a link: the JDK it points at is what counts
     stamp = os.stat(java)
     key = "\n".join([java, str(stamp.st_size), str(stamp.st_mtime_ns), pyspark.__version__, sys.executable, jars])
     return ivy_dir / f"cdnlake-classes-{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
@@ -102,8 +96,9 @@ def _workload(folder: Path) -> None:
     jvm.wait(timeout=300)
 
 
-def ensure_archive(jars: str, ivy_dir: Path = IVY_DIR) -> tuple[Path | None, float]:
-    """Make the archive if it is missing: (its path or None when it could not be made, seconds)."""
+def ensure_archive(jars: str, ivy_dir: Path = IVY_DIR, python: str = sys.executable) -> tuple[Path | None, float]:
+    """Make the archive if it is missing: (its path or None when it could not be made, seconds).
+    `python`: the interpreter of the child that makes it."""
     started = time.monotonic()
     path = archive_path(jars, ivy_dir)
     if path is None or path.is_file():
@@ -113,7 +108,7 @@ def ensure_archive(jars: str, ivy_dir: Path = IVY_DIR) -> tuple[Path | None, flo
         partial = Path(tmp) / "classes.jsa"
         env = {**os.environ, DUMP_ENV: str(partial)}
         with open(ivy_dir / LOG_NAME, "wb") as log:  # the JVM's archive warnings: a page of them
-            done = subprocess.run([sys.executable, "-m", "spark_jobs.class_archive", tmp], env=env, stdout=log,
+            done = subprocess.run([python, "-m", "spark_jobs.class_archive", tmp], env=env, stdout=log,
                                   stderr=subprocess.STDOUT, check=False, timeout=600)  # fmt: skip
         if done.returncode != 0 or not partial.is_file():
             return None, time.monotonic() - started

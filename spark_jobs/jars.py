@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +26,13 @@ LOG_NAME = "cdnlake-jars.log"
 FIRST_DOWNLOAD = "about 700 MB from Maven Central, 610 MB of it the AWS SDK bundle that s3a needs"
 
 Resolver = Callable[[list[str], Path], None]
+
+
+def java_executable() -> str | None:
+    """The `java` Spark will start: $JAVA_HOME/bin/java, else the first on PATH (None if neither exists)."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    return java if java and os.path.exists(java) else None
 
 
 class JarResolutionError(RuntimeError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import pyspark
 from pyspark.sql import SparkSession
 
 from spark_jobs import class_archive
-from spark_jobs.jars import IVY_DIR, JarResolutionError, ensure_resolved
+from spark_jobs.jars import IVY_DIR, JarResolutionError, ensure_resolved, java_executable
 
 # delta-spark 4.4.1 is on PyPI but its jars never reached Maven Central: the newest Delta for
 # Spark 4.1 there is 4.4.0 (artifact name carries the Spark minor version). The Python package is
@@ -48,9 +47,8 @@ def jar_packages() -> list[str]:
 
 def check_java() -> int:
     """Return the Java major version, or raise a plain message when Spark cannot start."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
-    if not java or not os.path.exists(java):
+    java = java_executable()
+    if java is None:
         raise JavaNotFoundError(
             "Java was not found: Spark 4 needs Java 17 or newer. Install it (e.g. `apt-get install "
             "openjdk-17-jre-headless`) or set JAVA_HOME."

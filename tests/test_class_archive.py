@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from spark_jobs import class_archive, session
-from spark_jobs.jars import cached_jars
+from spark_jobs.jars import cached_jars, java_executable
 
 JARS = "file:///ivy/a.jar,file:///ivy/b.jar"
 
@@ -34,7 +34,7 @@ def test_another_jar_set_gets_another_archive(tmp_path: Path) -> None:
 
 def test_an_unusable_archive_is_ignored_silently(tmp_path: Path) -> None:
     """A damaged or stale archive (a JDK update, other jars): the JVM runs, and says nothing about it."""
-    java = class_archive.java_binary()
+    java = java_executable()
     assert java is not None
     damaged = tmp_path / "damaged.jsa"
     damaged.write_bytes(b"\0" * 4096)
@@ -56,10 +56,9 @@ def test_the_install_made_the_archive_and_the_session_maps_it(spark: Any) -> Non
     assert f"-XX:SharedArchiveFile={path}" in arguments
 
 
-def test_a_failed_archive_is_reported_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_archive_is_reported_not_raised(tmp_path: Path) -> None:
     """A child that could not write the archive: no archive, no exception, the log kept."""
-    monkeypatch.setattr(class_archive.sys, "executable", "/bin/false")
-    path, _ = class_archive.ensure_archive(JARS, tmp_path)
+    path, _ = class_archive.ensure_archive(JARS, tmp_path, python="/bin/false")
     assert path is None
     assert (tmp_path / class_archive.LOG_NAME).is_file()
     assert not list(tmp_path.glob("*.jsa"))
