@@ -55,6 +55,17 @@ class PrefectServer:
                 self.process.kill()
 
 
+def _end_with_this_process() -> None:
+    """In the server's child, before it runs (Linux): SIGTERM when the command's process dies, even
+    when it is killed and its exit handlers never run (a server left behind holds a port and the
+    SQLite file)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _free_port() -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -74,7 +85,8 @@ def start_prefect_server() -> PrefectServer | None:
                "--no-ui", "--analytics-off", "--log-level", "WARNING"]  # fmt: skip
     try:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)  # fmt: skip
+                                   stderr=subprocess.DEVNULL,
+                                   preexec_fn=_end_with_this_process if sys.platform == "linux" else None)  # fmt: skip
     except OSError:
         log.debug("could not start %s; Prefect starts its own server", command, exc_info=True)
         return None

@@ -43,6 +43,31 @@ def test_a_command_runs_its_flow_on_its_own_server_and_stops_it(tmp_path: Path) 
         os.kill(int(pid), 0)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's (prctl)")
+def test_the_server_ends_when_the_command_is_killed(tmp_path: Path) -> None:
+    """Killed (SIGKILL: no exit handler runs), the command does not leave its server behind."""
+    import signal
+    import time
+
+    code = "from cdnlake.prefect_defaults import start_prefect_server\nimport time\n" \
+           "print(start_prefect_server().process.pid, flush=True)\ntime.sleep(120)\n"  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {"PREFECT_HOME": str(tmp_path)}
+    command = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    assert command.stdout is not None
+    server_pid = int(command.stdout.readline())
+    os.kill(server_pid, 0)  # running
+    command.send_signal(signal.SIGKILL)
+    command.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the Prefect server {server_pid} outlived its killed command")
+
+
 def test_no_server_when_the_environment_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_API_URL", "http://prefect.example:4200/api")
     assert start_prefect_server() is None
