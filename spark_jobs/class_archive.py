@@ -7,10 +7,11 @@ each). Java 17 can write the classes a run loaded into an archive at exit
 (`-XX:ArchiveClassesAtExit`) and map them at the next start (`-XX:SharedArchiveFile`).
 
 The archive is made by a child process running a tiny ingest and aggregate (the daily path's
-classes) and named by what it depends on (the java binary, pyspark, the resolved jars), so a new
-JDK or jar set gets a new one. A stale or damaged archive is never fatal: the JVM then ignores it,
-and the `-Xlog` options below keep it from saying so on the console. Only local drivers use it
-(a cluster's driver has another class path; executors start elsewhere).
+classes; spark_jobs/class_archive_workload.py) and named by what it depends on (the java binary,
+pyspark, the interpreter, the resolved jars), so a new JDK or jar set gets a new one. A stale or
+damaged archive is never fatal: the JVM then ignores it, and the `-Xlog` options below keep it
+from saying so on the console. Only local drivers use it (a cluster's driver has another class
+path; executors start elsewhere).
 """
 
 from __future__ import annotations
@@ -76,26 +77,6 @@ def write_sample(source: Path) -> None:
         out.write("\n".join(lines) + "\n")
 
 
-def _workload(folder: Path) -> None:
-    """Run in the dumping child: the daily path's Spark jobs on the sample, so their classes load."""
-    from spark_jobs import aggregate, ingest
-    from spark_jobs.params import AggregateParams, IngestParams
-    from spark_jobs.session import build_session
-
-    spark = build_session("local[2]", app_name="cdnlake-class-archive", log_file=str(folder / "driver.log"))
-    write_sample(folder / "landing")
-    warehouse = str(folder / "warehouse")
-    ingest.run(spark, IngestParams(date=SAMPLE_DATE, source=str(folder / "landing"), warehouse=warehouse))
-    aggregate.run(spark, AggregateParams(date=SAMPLE_DATE, warehouse=warehouse))
-    gateway = spark.sparkContext._gateway
-    spark.stop()
-    # The JVM writes the archive as it exits, after this process would have: end it (EOF on its
-    # stdin ends PySpark's gateway JVM) and wait, so the parent finds the file complete.
-    jvm = gateway.proc
-    jvm.stdin.close()
-    jvm.wait(timeout=300)
-
-
 def ensure_archive(jars: str, ivy_dir: Path = IVY_DIR, python: str = sys.executable) -> tuple[Path | None, float]:
     """Make the archive if it is missing: (its path or None when it could not be made, seconds).
     `python`: the interpreter of the child that makes it."""
@@ -108,7 +89,7 @@ def ensure_archive(jars: str, ivy_dir: Path = IVY_DIR, python: str = sys.executa
         partial = Path(tmp) / "classes.jsa"
         env = {**os.environ, DUMP_ENV: str(partial)}
         with open(ivy_dir / LOG_NAME, "wb") as log:  # the JVM's archive warnings: a page of them
-            done = subprocess.run([python, "-m", "spark_jobs.class_archive", tmp], env=env, stdout=log,
+            done = subprocess.run([python, "-m", "spark_jobs.class_archive_workload", tmp], env=env, stdout=log,
                                   stderr=subprocess.STDOUT, check=False, timeout=600)  # fmt: skip
         if done.returncode != 0 or not partial.is_file():
             return None, time.monotonic() - started
@@ -120,7 +101,3 @@ def dump_options() -> str:
     """In the dumping child: write the loaded classes at exit to the path its parent chose."""
     target = os.environ.get(DUMP_ENV)
     return f"-XX:ArchiveClassesAtExit={target}" if target else ""
-
-
-if __name__ == "__main__":
-    _workload(Path(sys.argv[1]))
