@@ -46,6 +46,18 @@ def check_jars(packages: list[str], cached: Callable[[list[str]], str | None]) -
                  "spark_jobs.session`); the first time downloads about 700 MB from Maven Central")  # fmt: skip
 
 
+def check_class_archive(jars: str | None, archive_for: Callable[[str], Path | None]) -> Check:
+    """The local driver's class archive (spark_jobs/class_archive.py): speed only, so never a failure."""
+    name = "Spark class archive"
+    path = archive_for(jars) if jars else None
+    if path is None:
+        return Check(name, "warn", "made by `make install` once Java and the jars are there")
+    if path.is_file():
+        return Check(name, "ok", f"local Spark starts map {path}")
+    return Check(name, "warn", f"none for this JDK and jar set: run `make install` (local Spark starts "
+                 f"about 5 s slower without {path.name})")  # fmt: skip
+
+
 def check_font(font_file: Path | None) -> Check:
     if font_file is None:
         return Check("CJK font", "FAIL", "IPAexGothic missing from the venv: run `make install` (package "
@@ -189,6 +201,7 @@ class Machine:
     aws_credentials: Callable[[], Any]
     prefect_api_url: str | None
     http_get: Callable[[str], int] = http_status
+    class_archive: Callable[[str], Path | None] = lambda jars: None  # noqa: E731 - the archive for these jars
 
 
 def this_machine(settings: Any) -> Machine:
@@ -198,13 +211,14 @@ def this_machine(settings: Any) -> Machine:
 
     from cdnlake.integrations.aws import s3_client
     from reporting.fonts import packaged_cjk_font
+    from spark_jobs.class_archive import archive_path
     from spark_jobs.jars import cached_jars
     from spark_jobs.session import check_java, jar_packages
 
     return Machine(java_version=check_java, cached_jars=cached_jars, jar_packages=jar_packages(),
                    font_file=packaged_cjk_font(), s3_client=lambda: s3_client(settings),
                    aws_credentials=lambda: boto3.Session().get_credentials(),
-                   prefect_api_url=PREFECT_API_URL.value())  # fmt: skip
+                   prefect_api_url=PREFECT_API_URL.value(), class_archive=archive_path)  # fmt: skip
 
 
 def run_checks(settings: Any, machine: Machine) -> list[Check]:
@@ -217,6 +231,7 @@ def run_checks(settings: Any, machine: Machine) -> list[Check]:
     return [
         check_java(machine.java_version),
         check_jars(machine.jar_packages, machine.cached_jars),
+        check_class_archive(machine.cached_jars(machine.jar_packages), machine.class_archive),
         check_font(machine.font_file),
         check_s3_endpoint(settings.s3_endpoint, machine.s3_client),
         *check_locations(locations, machine.s3_client),

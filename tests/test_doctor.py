@@ -66,6 +66,7 @@ def machine(settings: Any, **changes: Any) -> doctor.Machine:
         "java_version": lambda: 17, "cached_jars": lambda packages: "file:///a.jar,file:///b.jar",
         "jar_packages": ["io.delta:delta-spark_4.1_2.13:4.4.0"], "font_file": packaged_cjk_font(),
         "s3_client": lambda: s3_client(settings), "aws_credentials": lambda: object(), "prefect_api_url": None,
+        "class_archive": lambda jars: Path(__file__),  # a file that exists
     }  # fmt: skip
     return doctor.Machine(**(values | changes))
 
@@ -87,12 +88,14 @@ def test_ready_machine_with_s3_warehouse_through_the_endpoint(tmp_path: Path, mo
                                   "CDNLAKE_OUTBOX": str(tmp_path), "CDNLAKE_S3_ENDPOINT": moto_endpoint})  # fmt: skip
     code, lines = lines_of(settings, machine(settings))
     assert code == 0
-    assert list(lines) == ["Java", "Spark/Delta jars", "CJK font", "S3 endpoint", "source", "warehouse", "reports",
-                           "logs", "outbox", "AWS credentials", "SES e-mail", "Slack", "Prefect API"]  # fmt: skip
+    assert list(lines) == ["Java", "Spark/Delta jars", "Spark class archive", "CJK font", "S3 endpoint", "source",
+                           "warehouse", "reports", "logs", "outbox", "AWS credentials", "SES e-mail", "Slack",
+                           "Prefect API"]  # fmt: skip
     assert all(line.startswith("ok ") for line in lines.values()), lines
     assert lines["warehouse"].endswith("s3://lake/wh (readable, writable)")
     assert lines["reports"].endswith("(does not exist yet: it will be created)")
     assert lines["Spark/Delta jars"].endswith("2 jars resolved for io.delta:delta-spark_4.1_2.13:4.4.0")
+    assert lines["Spark class archive"].endswith(f"local Spark starts map {Path(__file__)}")
     listing = s3_client(settings).list_objects_v2(Bucket="lake")
     assert listing["KeyCount"] == 0  # the write probe was deleted
 
@@ -138,6 +141,10 @@ def test_missing_java_jars_font_and_credentials_say_what_to_do(tmp_path: Path) -
     assert lines["AWS credentials"].startswith("FAIL") and "AWS_PROFILE" in lines["AWS credentials"]
     assert "outbox" not in lines  # SES on: nothing is written to the outbox
     assert doctor.check_font(bogus).status == "FAIL"
+    # No jars, so no archive yet: a warning, never a failure (it only makes Spark start sooner).
+    assert lines["Spark class archive"].startswith("warn") and "make install" in lines["Spark class archive"]
+    missing = doctor.check_class_archive("file:///a.jar", lambda jars: tmp_path / "cdnlake-classes-0.jsa")
+    assert missing.status == "warn" and "run `make install`" in missing.detail
 
 
 def test_local_folders(tmp_path: Path) -> None:
@@ -170,7 +177,7 @@ def test_cli_prints_one_line_per_check(tmp_path: Path, capsys: pytest.CaptureFix
     code = cli.main(["doctor", "--source", str(tmp_path), "--warehouse", str(tmp_path), "--reports", str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
     checks = [line for line in out[:-2]]
-    assert len(checks) == 13 and out[-2] == ""
+    assert len(checks) == 14 and out[-2] == ""
     assert code == (1 if any(line.startswith("FAIL") for line in checks) else 0)
     assert out[-1] == ("all checks passed" if code == 0 else out[-1])
 
