@@ -157,7 +157,7 @@ def file_batch(path: str, content: bytes, options: ReaderOptions = ReaderOptions
     }  # fmt: skip
     arrays = []
     for f in PARSED_SCHEMA.fields:
-        column = meta.get(f.name, columns.get(f.name))
+        column = meta[f.name] if f.name in meta else columns[f.name]
         if f.name in ("file_lines", "file_rejected"):
             column = pa.concat_arrays([column, pa.nulls(n, pa.int64())])
         elif f.name not in meta:
