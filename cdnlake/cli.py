@@ -149,13 +149,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cdnlake.prefect_defaults import local_prefect, start_prefect_server
 
     prefect_server = start_prefect_server()  # first: it takes seconds, the rest goes on meanwhile
-    from cdnlake.runners.local import start_spark_early
-    from cdnlake.services import build_services, use_services
+    from cdnlake.services import build_services_starting_spark, use_services
     from flows.daily import cdn_daily
 
-    services = build_services(_settings(args))
+    services = build_services_starting_spark(_settings(args))  # the JVM starts while Prefect does
     settings = services.settings
-    start_spark_early(services.runner)  # the JVM starts while Prefect does
     with local_prefect(args.verbose, prefect_server), use_services(services):  # the flow's settings: never a parameter
         summary = cdn_daily(
             date=args.date, distributions=list(settings.distributions) or None, resend_email=args.resend_email,
@@ -171,15 +169,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from cdnlake.prefect_defaults import local_prefect, start_prefect_server
 
     prefect_server = start_prefect_server()
-    from cdnlake.runners.local import start_spark_early
-    from cdnlake.services import build_services, use_services
+    from cdnlake.services import build_services_starting_spark, use_services
     from flows.daily import cdn_backfill
 
     if args.end < args.start:
         raise ConfigError(f"--end {args.end} is before --start {args.start}")
-    services = build_services(_settings(args))
+    services = build_services_starting_spark(_settings(args))
     settings = services.settings
-    start_spark_early(services.runner)
     with local_prefect(args.verbose, prefect_server), use_services(services):
         _print(cdn_backfill(start=args.start, end=args.end, distributions=list(settings.distributions) or None,
                             resend_email=args.resend_email, concurrency=args.concurrency))  # fmt: skip

@@ -57,15 +57,13 @@ def _newest_email(outbox: Path, date: dt.date) -> Path | None:
 
 def run_demo(settings: Settings, date: dt.date = DEMO_DATE, rows: int = DEMO_ROWS) -> int:
     """Generate D-2..D, run the daily flow for D and print where the outputs are; returns an exit code."""
-    from cdnlake.runners.local import start_spark_early
-    from cdnlake.services import build_services, use_services
+    from cdnlake.services import build_services_starting_spark, use_services
     from flows.daily import cdn_daily
 
     if any(str(loc).startswith("s3") for loc in (settings.source, settings.reports, settings.outbox)):
         print("cdnlake demo writes local files: point CDNLAKE_SOURCE/REPORTS/OUTBOX at folders (or unset them)")
         return 2
-    services = build_services(settings)
-    start_spark_early(services.runner)  # the JVM starts while the sample is written and Prefect starts
+    services = build_services_starting_spark(settings)  # the JVM starts while the sample is written
     dates = [date - dt.timedelta(days=n) for n in (2, 1, 0)]
     counts = [int(rows * scale) for scale in _DAY_SCALE]
     print(f"demo: {DEMO_DISTRIBUTIONS} distributions, {dates[0]}..{date}, {sum(counts):,} log lines "

@@ -95,6 +95,16 @@ def build_services(settings: Settings, **given: Any) -> Services:
     )
 
 
+def build_services_starting_spark(settings: Settings) -> Services:
+    """build_services, with an in-process runner's SparkSession already starting in the background:
+    the commands that run the flow overlap the JVM's start with their own (Prefect's server, a sample)."""
+    from cdnlake.runners.local import start_spark_early
+
+    services = build_services(settings)
+    start_spark_early(services.runner)
+    return services
+
+
 _installed: Installed[Services] = Installed()
 
 
@@ -111,4 +121,5 @@ def use_services(services: Services) -> Iterator[Services]:
         yield services
 
 
-__all__ = ["Services", "SourceLister", "build_email_sender", "build_services", "current_services", "use_services"]
+__all__ = ["Services", "SourceLister", "build_email_sender", "build_services", "build_services_starting_spark",
+           "current_services", "use_services"]

@@ -2,7 +2,9 @@
 
 Tables (all rebuilt with replaceWhere, so a re-run or a late file replaces rows, never adds):
 - stats_hourly (distro, dt, hour, measures...) and stats_minute (distro, dt, minute, request_count,
-  bytes), partitioned by dt, for the UTC dates D-2..D (plus --dates) present in cdn_logs;
+  bytes), partitioned by dt, for the UTC dates D-2..D (plus --dates) present in cdn_logs: D and
+  --dates always, D-2 and D-1 when their cdn_logs files changed since their statistics were
+  written (spark_jobs/stats_sources.py: a daily run scans one day's rows, not three);
 - stats_top_lists: the top objects, referrer domains, edge locations and viewers of day D in the
   report time zone, one `list` column telling them apart, with a 1-based rank; partitioned by
   report_date and report_tz. (Before session 7 a table per list; those are no longer written.)
@@ -29,13 +31,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
-from spark_jobs import top_lists
+from spark_jobs import stats_sources, top_lists
 from spark_jobs.contract import TOP_LISTS_TABLE, partitions_predicate
 from spark_jobs.local_frames import local_frame
 from spark_jobs.measures import MEASURES, measure_aggs
 from spark_jobs.params import AggregateParams, check_zone
 from spark_jobs.reconcile_checks import RAW_TOTALS
 from spark_jobs.session import small_table_session
+from spark_jobs.stats_sources import Digests
 from spark_jobs.storage import table_exists, table_path
 from spark_jobs.top_lists import agg_level1, agg_small_dimensions, with_referrer_domain
 
@@ -124,16 +127,20 @@ class TableWrite:
     schema: str
     predicate: str
     partition: str | tuple[str, ...]
+    metadata: str | None = None  # the commit's userMetadata
 
 
 def _columns(partition: str | Sequence[str]) -> list[str]:
     return [partition] if isinstance(partition, str) else list(partition)
 
 
-def write_replacing(df: DataFrame, path: str, predicate: str, partition: str | Sequence[str]) -> None:
+def write_replacing(df: DataFrame, path: str, predicate: str, partition: str | Sequence[str],
+                    metadata: str | None = None) -> None:  # fmt: skip
     """Replace exactly the rows matching `predicate` (a re-run or a late file never duplicates)."""
     # mergeSchema: a table of an earlier version gains new columns (stats_viewers' bytes).
     writer = df.write.format("delta").mode("overwrite").option("replaceWhere", predicate).option("mergeSchema", "true")
+    if metadata is not None:
+        writer = writer.option("userMetadata", metadata)
     writer.partitionBy(*_columns(partition)).save(path)
 
 
@@ -144,46 +151,70 @@ def write_tables(spark: SparkSession, warehouse: str, writes: Sequence[TableWrit
     small = small_table_session(spark)
     frames = [(local_frame(small, w.rows, w.schema), w) for w in writes]
     with ThreadPoolExecutor(max_workers=max(len(frames), 1), thread_name_prefix="cdnlake-stats") as pool:
-        futures = [pool.submit(write_replacing, df, table_path(warehouse, w.table), w.predicate, w.partition)
-                   for df, w in frames]  # fmt: skip
+        futures = [pool.submit(write_replacing, df, table_path(warehouse, w.table), w.predicate, w.partition,
+                               w.metadata) for df, w in frames]  # fmt: skip
         for future in futures:
             future.result()
 
 
 class TimeSeries(NamedTuple):
-    present: list[dt.date]  # the wanted dates cdn_logs has
+    present: list[dt.date]  # the dates rebuilt that cdn_logs has rows of
+    unchanged: list[dt.date]  # window dates whose statistics still match cdn_logs (not scanned)
     writes: list[TableWrite]
-    raw_totals: dict[str, dict[str, int]]  # every wanted date (zeros where cdn_logs has no row)
+    raw_totals: dict[str, dict[str, int]]  # every scanned date (zeros where cdn_logs has no row)
+
+
+def dates_to_scan(spark: SparkSession, params: AggregateParams) -> tuple[list[dt.date], list[dt.date], Digests]:
+    """(dates to rebuild, window dates left as they are, digests to remember with the writes).
+
+    params.date and params.dates changed (the run ingested them); D-2 and D-1 are rebuilt only when
+    their cdn_logs partitions are not those their statistics were built from (spark_jobs/stats_sources.py)."""
+    changed = {params.date, *(params.dates or ())}
+    wanted = sorted(changed | {params.date - dt.timedelta(days=n) for n in (1, 2)})
+    now = stats_sources.cdn_logs_digests(spark, params.warehouse, wanted, params.distributions)
+    others = [d for d in wanted if d not in changed]
+    remembered = stats_sources.remembered_digests(spark, params.warehouse) if others else {}
+    unchanged = stats_sources.unchanged_dates(others, now, remembered)
+    with_rows = set(stats_sources.dates_with_partitions(others, now))
+    scan = [d for d in wanted if d in changed or (d in with_rows and d not in unchanged)]
+    # What the written rows stand for: this window's partitions now, and other distributions' as
+    # remembered (a run for some distributions leaves the others' rows as they were).
+    window = {d.isoformat() for d in wanted}
+    kept = {k: v for k, v in remembered.items()
+            if k.split("/", 1)[1] in window and params.distributions and k.split("/")[0] not in params.distributions}
+    return scan, unchanged, kept | now
 
 
 def time_series_writes(logs: DataFrame, params: AggregateParams) -> TimeSeries:
-    """stats_minute and stats_hourly rows for the wanted dates that cdn_logs has (none: no writes)."""
-    wanted = [params.date - dt.timedelta(days=n) for n in (2, 1, 0)] + list(params.dates or ())
-    minutes = minute_rows(logs, wanted, params.distributions)
-    raw = dict.fromkeys(sorted({d.isoformat() for d in wanted}), dict.fromkeys(RAW_TOTALS, 0))
-    raw |= raw_totals_by_date(minutes)
+    """stats_minute and stats_hourly rows for the dates that changed (none: no writes)."""
+    scan, unchanged, digests = dates_to_scan(logs.sparkSession, params)
+    minutes = minute_rows(logs, scan, params.distributions) if scan else pd.DataFrame({"dt": []})
+    raw = dict.fromkeys(sorted(d.isoformat() for d in scan), dict.fromkeys(RAW_TOTALS, 0))
+    raw |= raw_totals_by_date(minutes) if scan else {}
     present = sorted(dt.date.fromisoformat(d) for d in set(minutes["dt"]))
     if not present:
-        return TimeSeries([], [], raw)
+        return TimeSeries([], unchanged, [], raw)
     predicate = dates_predicate(present, params.distributions)
+    metadata = stats_sources.commit_metadata(digests)
     bandwidth = minutes[["distro", "dt", "minute", "request_count", "bytes_requested"]]
-    return TimeSeries(present, [
+    return TimeSeries(present, unchanged, [
         TableWrite("stats_minute", bandwidth.rename(columns={"bytes_requested": "bytes"}), MINUTE_SCHEMA,
-                   predicate, ("dt",)),
-        TableWrite("stats_hourly", hourly_rows(minutes), HOURLY_SCHEMA, predicate, ("dt",)),
+                   predicate, ("dt",), metadata),
+        TableWrite("stats_hourly", hourly_rows(minutes), HOURLY_SCHEMA, predicate, ("dt",), metadata),
     ], raw)  # fmt: skip
 
 
-def _summary(present: Sequence[dt.date], writes: Sequence[TableWrite]) -> dict[str, Any]:
+def _summary(series: TimeSeries, writes: Sequence[TableWrite]) -> dict[str, Any]:
     rows = {"stats_hourly": 0, "stats_minute": 0} | {w.table: len(w.rows) for w in writes}
-    return {"dates": [d.isoformat() for d in present], "rows": rows}
+    return {"dates": [d.isoformat() for d in series.present], "unchanged": [d.isoformat() for d in series.unchanged],
+            "rows": rows}  # fmt: skip
 
 
 def write_time_series(logs: DataFrame, params: AggregateParams) -> dict[str, Any]:
-    """stats_minute and stats_hourly for the wanted dates that cdn_logs has."""
-    present, writes, _ = time_series_writes(logs, params)
-    write_tables(logs.sparkSession, params.warehouse, writes)
-    return _summary(present, writes)
+    """stats_minute and stats_hourly for the dates that changed."""
+    series = time_series_writes(logs, params)
+    write_tables(logs.sparkSession, params.warehouse, series.writes)
+    return _summary(series, series.writes)
 
 
 def top_list_writes(logs: DataFrame, params: AggregateParams) -> list[TableWrite]:
@@ -208,14 +239,14 @@ def run(spark: SparkSession, params: AggregateParams) -> dict[str, Any]:
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cdnlake-scan") as pool:
         series = pool.submit(time_series_writes, logs, params)
         lists = pool.submit(top_list_writes, logs, params)
-        present, writes, raw_totals = series.result()
-        writes = writes + lists.result()
+        time_series = series.result()
+        writes = time_series.writes + lists.result()
     write_tables(spark, params.warehouse, writes)
     return {
         "date": params.date.isoformat(),
         "report_tz": params.report_tz,
-        **_summary(present, writes),
-        "raw_totals": raw_totals,  # what the reconcile stage checks the written statistics against
+        **_summary(time_series, writes),
+        "raw_totals": time_series.raw_totals,  # what the reconcile stage checks the written statistics against
         "seconds": round(time.monotonic() - started, 2),
     }
 

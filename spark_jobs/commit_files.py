@@ -70,16 +70,32 @@ class TableState:
     properties: dict[str, str]
 
 
+def updated_snapshot(spark: Any, path: str) -> Any | None:
+    """The table's latest snapshot (a listing of `_delta_log` and its newest commits; the file list
+    stays lazy), or None when there is no table: another process may have committed since the
+    snapshot this driver holds."""
+    none = spark.sparkContext._jvm.scala.Option.empty()
+    snapshot = _delta_log(spark, path).update(False, none, none)
+    return snapshot if int(snapshot.version()) >= 0 else None
+
+
+def latest_commit_lines(spark: Any, path: str) -> list[str] | None:
+    """The JSON lines of the table's latest commit (None: no table)."""
+    snapshot = updated_snapshot(spark, path)
+    if snapshot is None:
+        return None
+    return _read_text(spark, f"{path}/_delta_log/{int(snapshot.version()):020d}.json").splitlines()
+
+
 def table_state(spark: Any, path: str) -> TableState | None:
     """Columns and properties of the table's latest snapshot (None: no table yet), from Delta's log
     alone: a listing of `_delta_log` and its newest commits, no Spark job (reading the schema
     through a DataFrame and DeltaTable.detail() were a snapshot and a job each, every ingest).
-    Updated, not the cached snapshot: another process may have committed since."""
-    jvm = spark.sparkContext._jvm
-    none = jvm.scala.Option.empty()
-    snapshot = _delta_log(spark, path).update(False, none, none)
-    if int(snapshot.version()) < 0:
+    Updated, not the cached snapshot (updated_snapshot)."""
+    snapshot = updated_snapshot(spark, path)
+    if snapshot is None:
         return None
+    jvm = spark.sparkContext._jvm
     metadata = snapshot.metadata()
     properties = jvm.scala.jdk.javaapi.CollectionConverters.asJava(metadata.configuration())
     return TableState(tuple(metadata.schema().fieldNames()), {str(k): str(v) for k, v in properties.items()})

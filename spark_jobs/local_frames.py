@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
 
-def for_arrow(frame: pd.DataFrame) -> pd.DataFrame:
+def _for_arrow(frame: pd.DataFrame) -> pd.DataFrame:
     """Text columns as plain objects: pandas 3's Arrow-backed strings reach PySpark as chunked
     arrays it cannot convert, and it then falls back to Python rows unpickled by Python workers."""
     text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
@@ -34,8 +34,9 @@ def local_frame(spark: SparkSession, rows: Rows, schema: StructType | str) -> Da
     if len(rows) == 0:  # PySpark sends an empty pandas frame the pickling way
         return spark.createDataFrame(spark.sparkContext.emptyRDD(), schema)
     if not isinstance(rows, pd.DataFrame):
-        assert isinstance(schema, StructType), "tuples need a StructType for their column names"
+        if not isinstance(schema, StructType):  # (not an assert: it would vanish under python -O)
+            raise TypeError("local_frame: tuples need a StructType schema for their column names")
         names = schema.fieldNames()
         rows = pd.DataFrame({name: pd.Series([row[i] for row in rows], dtype=object) for i, name in enumerate(names)},
                             columns=names)  # fmt: skip
-    return spark.createDataFrame(for_arrow(rows), schema=schema)
+    return spark.createDataFrame(_for_arrow(rows), schema=schema)

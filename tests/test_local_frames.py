@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from pyspark.sql.types import LongType, StructField, StructType
 
 from spark_jobs.local_frames import local_frame
@@ -45,3 +46,8 @@ def test_rows_become_a_local_relation_without_a_job(spark: Any) -> None:
     assert "LogicalRDD" in pickled_plan  # what the test would see if local_frame pickled
     # No rows: an RDD without partitions, so no task (and no Python worker) at all.
     assert local_frame(spark, [], REJECTS_SCHEMA)._jdf.rdd().getNumPartitions() == 0
+
+
+def test_tuples_with_a_ddl_string_schema_are_refused(spark: Any) -> None:
+    with pytest.raises(TypeError, match="StructType"):
+        local_frame(spark, [("e1", 1)], "distro STRING, n BIGINT")

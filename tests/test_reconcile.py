@@ -144,9 +144,11 @@ HAND = {"request_count": 6, "hit_count": 1, "miss_count": 2, "refresh_hit_count"
 
 
 def aggregate_raw_totals(spark: Any, warehouse: str, distributions: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The raw totals per date that the aggregate job returns to the flow."""
+    """The raw totals per date that the aggregate job returns to the flow, when the run ingested
+    D-2..D (the dates it reconciles; an ingested date is always scanned)."""
     logs = spark.read.format("delta").load(table_path(warehouse, "cdn_logs"))
-    return aggregate.time_series_writes(logs, AggregateParams(D, warehouse, distributions)).raw_totals
+    ingested = (D - dt.timedelta(days=2), D - dt.timedelta(days=1))
+    return aggregate.time_series_writes(logs, AggregateParams(D, warehouse, distributions, dates=ingested)).raw_totals
 
 
 def test_the_aggregate_scan_returns_the_hand_counted_raw_totals(spark: Any, consistent: str) -> None:
@@ -155,6 +157,10 @@ def test_the_aggregate_scan_returns_the_hand_counted_raw_totals(spark: Any, cons
     assert raw["2024-04-30"]["request_count"] == 1
     assert raw["2024-04-29"] == dict.fromkeys(HAND, 0)  # scanned, nothing there
     assert aggregate_raw_totals(spark, consistent, ("e2",))[D.isoformat()]["request_count"] == 2
+    # Not ingested by the run and unchanged since the fixture's statistics: not scanned, no totals.
+    logs = spark.read.format("delta").load(table_path(consistent, "cdn_logs"))
+    series = aggregate.time_series_writes(logs, AggregateParams(D, consistent))
+    assert (sorted(series.raw_totals), series.unchanged) == ([D.isoformat()], [D - dt.timedelta(days=1)])
 
 
 def test_the_flow_checks_the_written_tables_against_them(spark: Any, consistent: str) -> None:
