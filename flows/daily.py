@@ -199,6 +199,8 @@ def _run_stages(run: StageProgress, services: Services, date: dt.date, distribut
         "peak_text": figures.get("peak_text"),
         "quality": figures.get("quality"),
         "insights": figures.get("insights"),
+        # Dates whose statistics were rebuilt, and the window's dates left as they were (unchanged rows).
+        "statistics": {"rebuilt": aggregated.get("dates", []), "unchanged": aggregated.get("unchanged", [])},
         "reconcile": reconciled,
         "report": report["paths"],
         "email": email,

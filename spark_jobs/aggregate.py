@@ -177,24 +177,21 @@ def dates_to_scan(spark: SparkSession, params: AggregateParams) -> tuple[list[dt
     unchanged = stats_sources.unchanged_dates(others, now, remembered)
     with_rows = set(stats_sources.dates_with_partitions(others, now))
     scan = [d for d in wanted if d in changed or (d in with_rows and d not in unchanged)]
-    # What the written rows stand for: this window's partitions now, and other distributions' as
-    # remembered (a run for some distributions leaves the others' rows as they were).
-    window = {d.isoformat() for d in wanted}
-    kept = {k: v for k, v in remembered.items()
-            if k.split("/", 1)[1] in window and params.distributions and k.split("/")[0] not in params.distributions}
-    return scan, unchanged, kept | now
+    return scan, unchanged, stats_sources.to_remember(now, remembered, wanted, params.distributions)
 
 
 def time_series_writes(logs: DataFrame, params: AggregateParams) -> TimeSeries:
     """stats_minute and stats_hourly rows for the dates that changed (none: no writes)."""
     scan, unchanged, digests = dates_to_scan(logs.sparkSession, params)
-    minutes = minute_rows(logs, scan, params.distributions) if scan else pd.DataFrame({"dt": []})
+    if not scan:
+        return TimeSeries([], unchanged, [], {})
+    minutes = minute_rows(logs, scan, params.distributions)
     raw = dict.fromkeys(sorted(d.isoformat() for d in scan), dict.fromkeys(RAW_TOTALS, 0))
-    raw |= raw_totals_by_date(minutes) if scan else {}
+    raw |= raw_totals_by_date(minutes)
     present = sorted(dt.date.fromisoformat(d) for d in set(minutes["dt"]))
-    if not present:
-        return TimeSeries([], unchanged, [], raw)
-    predicate = dates_predicate(present, params.distributions)
+    # Every scanned date is replaced, also one whose rows are gone (a re-ingest that loaded none):
+    # its statistics then go too, instead of outliving the rows they were computed from.
+    predicate = dates_predicate(scan, params.distributions)
     metadata = stats_sources.commit_metadata(digests)
     bandwidth = minutes[["distro", "dt", "minute", "request_count", "bytes_requested"]]
     return TimeSeries(present, unchanged, [

@@ -41,13 +41,19 @@ def files_per_distro(commit_lines: Iterable[str], date: dt.date) -> dict[str, in
     return dict(counts)
 
 
-def commit_operation(commit_lines: Iterable[str]) -> str | None:
-    """The operation (WRITE, MERGE, OPTIMIZE...) a commit's commitInfo names."""
+def commit_info(commit_lines: Iterable[str]) -> dict[str, Any] | None:
+    """A commit's commitInfo action (operation, userMetadata...), None without one."""
     for line in commit_lines:
         info = json.loads(line).get("commitInfo") if line.strip() else None
         if info is not None:
-            return str(info.get("operation"))
+            return dict(info)
     return None
+
+
+def commit_operation(commit_lines: Iterable[str]) -> str | None:
+    """The operation (WRITE, MERGE, OPTIMIZE...) a commit's commitInfo names."""
+    info = commit_info(commit_lines)
+    return str(info.get("operation")) if info is not None else None
 
 
 def _delta_log(spark: Any, path: str) -> Any:

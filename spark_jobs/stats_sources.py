@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from spark_jobs.commit_files import latest_commit_lines, updated_snapshot
+from spark_jobs.commit_files import commit_info, latest_commit_lines, updated_snapshot
 from spark_jobs.contract import table_path
 
 # Part of every digest: a change to a measure's rule then rebuilds every date once.
@@ -31,6 +31,11 @@ Digests = dict[str, str]
 
 def _partition(distro: str, date: str) -> str:
     return f"{distro}/{date}"
+
+
+def _distro_and_date(key: str) -> tuple[str, str]:
+    distro, date = key.split("/", 1)
+    return distro, date
 
 
 def digests_of(files: Iterable[tuple[str, str, str, str]]) -> Digests:
@@ -77,16 +82,12 @@ def remembered_digests(spark: Any, warehouse: str) -> Digests:
 
 
 def _from_commit(lines: Sequence[str]) -> Digests:
-    for line in lines:
-        info = json.loads(line).get("commitInfo") if line.strip() else None
-        if info is None:
-            continue
-        try:
-            digests = json.loads(info.get("userMetadata") or "{}").get(_KEY)
-        except (ValueError, AttributeError):  # another writer's free-form metadata
-            return {}
-        return {str(k): str(v) for k, v in digests.items()} if isinstance(digests, dict) else {}
-    return {}
+    info = commit_info(lines) or {}
+    try:
+        digests = json.loads(info.get("userMetadata") or "{}").get(_KEY)
+    except (ValueError, AttributeError):  # another writer's free-form metadata
+        return {}
+    return {str(k): str(v) for k, v in digests.items()} if isinstance(digests, dict) else {}
 
 
 def commit_metadata(digests: Digests) -> str:
@@ -100,7 +101,7 @@ def unchanged_dates(candidates: Iterable[dt.date], now: Digests, remembered: Dig
     have (as when a scan found no row)."""
     by_date: dict[str, list[str]] = defaultdict(list)
     for key in now:
-        by_date[key.split("/", 1)[1]].append(key)
+        by_date[_distro_and_date(key)[1]].append(key)
     def unchanged(keys: list[str]) -> bool:
         return bool(keys) and all(remembered.get(k) == now[k] for k in keys)
 
@@ -108,5 +109,16 @@ def unchanged_dates(candidates: Iterable[dt.date], now: Digests, remembered: Dig
 
 
 def dates_with_partitions(candidates: Iterable[dt.date], now: Digests) -> list[dt.date]:
-    present = {key.split("/", 1)[1] for key in now}
+    present = {_distro_and_date(key)[1] for key in now}
     return sorted(d for d in candidates if d.isoformat() in present)
+
+
+def to_remember(now: Digests, remembered: Digests, window: Iterable[dt.date],
+                distros: Sequence[str] | None) -> Digests:  # fmt: skip
+    """What the written rows stand for: the window's partitions now (`now`: those of `distros`), and
+    other distributions' as remembered (a run for some distributions leaves their rows as they were).
+    Only the window's dates: the next run's window is within it, and the metadata stays small."""
+    dates = {d.isoformat() for d in window}
+    others = {k: v for k, v in remembered.items()
+              if distros and _distro_and_date(k)[1] in dates and _distro_and_date(k)[0] not in distros}  # fmt: skip
+    return others | now

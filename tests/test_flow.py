@@ -810,6 +810,9 @@ def test_next_day_run_picks_up_a_late_file_and_raises_a_5xx_alert(
     summary = run_flow(daily.cdn_daily, real_services(run, spark), date=nxt)
 
     assert summary["dates_ingested"] == [D.isoformat(), nxt.isoformat()]  # D-1 is unchanged: not reloaded
+    # ...and its statistics not rebuilt (no scan of its rows); the CSV check below covers its hours.
+    unchanged = (D - dt.timedelta(days=1)).isoformat()
+    assert summary["statistics"] == {"rebuilt": [D.isoformat(), nxt.isoformat()], "unchanged": [unchanged]}
     _, late_valid = count_valid_lines([late_file])
     assert summary["late_files"]["refreshed"] == [D.isoformat()]
     assert summary["late_files"]["lines_added"] == {D.isoformat(): late_valid}

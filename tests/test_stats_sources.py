@@ -118,3 +118,15 @@ def test_metadata_of_another_writer_is_no_digest() -> None:
     assert stats_sources._from_commit(commit(ours)) == {"e1/2024-05-01": "abc"}
     for foreign in (None, "", "free text", "[1, 2]", '{"cdnlake_sources": 3}'):
         assert stats_sources._from_commit(commit(foreign)) == {}
+
+
+def test_a_rescanned_date_without_rows_loses_its_statistics(spark: Any, two_days: str) -> None:
+    """A re-ingest of D-1 that loaded nothing (its partitions replaced by none): D-1's statistics
+    go with its rows instead of outliving them."""
+    empty = spark.createDataFrame([], spark.read.format("delta").load(table_path(two_days, "cdn_logs")).schema)
+    empty.write.format("delta").mode("overwrite").option("replaceWhere", "dt = '2024-04-30'").save(
+        table_path(two_days, "cdn_logs"))  # fmt: skip
+    result = run(spark, two_days, D, "--dates", "2024-04-30")
+    assert (result["dates"], result["unchanged"]) == (["2024-05-01"], [])
+    assert result["raw_totals"]["2024-04-30"]["request_count"] == 0
+    assert requests_per_hour(spark, two_days) == {k: v for k, v in BUILT.items() if k[1] == "2024-05-01"}
