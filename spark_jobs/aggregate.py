@@ -40,9 +40,9 @@ from spark_jobs.reconcile_checks import RAW_TOTALS
 from spark_jobs.session import small_table_session
 from spark_jobs.stats_sources import Digests
 from spark_jobs.storage import table_exists, table_path
-from spark_jobs.top_lists import agg_level1, agg_small_dimensions, with_referrer_domain
+from spark_jobs.top_lists import agg_combinations, agg_small_dimensions, with_referrer_domain
 
-__all__ = ["MEASURES", "agg_level1", "agg_small_dimensions", "with_referrer_domain"]
+__all__ = ["MEASURES", "agg_combinations", "agg_small_dimensions", "with_referrer_domain"]
 
 MINUTE_SCHEMA = "distro STRING, dt STRING, minute INT, request_count BIGINT, bytes BIGINT"
 RAW_PREFIX = "raw_"

@@ -1,9 +1,9 @@
 """Top lists of a report day: objects, referrer domains, edge locations, viewers' devices/OS/browsers/countries.
 
-Spark does the one scan of the day (two grouping sets, aggregate.agg_level1 style) and returns what
-is small: the top objects (taken in order, no full sort) and one row per value of the five small
-dimensions. The ranking and the four lists' rows (stats_top_lists) are then built on the driver: a few thousand rows,
-where a Spark sort, window and job per table cost seconds of fixed cost each.
+Spark groups the day's rows two ways, side by side: per object (the top ones taken in order, no
+full sort) and per combination of the small dimensions, rolled up to one row per value of each.
+The ranking and the four lists' rows (stats_top_lists) are then built on the driver: a few
+thousand rows, where a Spark sort, window and job per table cost seconds of fixed cost each.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ SMALL_DIMENSIONS: dict[str, tuple[str, int | None]] = {
     "country": ("c_country", TOP_COUNTRIES),  # standard logging v2 rows only
 }
 _SMALL = [key for key, _ in SMALL_DIMENSIONS.values()]
-_OBJECT_ORDER = ("request_count", "distro", "value")
 
 REPORT_KEYS = "report_date STRING, report_tz STRING"
 _RENAMED = {"request_count": "requests", "hit_count": "hits", "miss_count": "misses", "bytes_requested": "bytes",
@@ -41,23 +40,19 @@ def with_referrer_domain(df: DataFrame) -> DataFrame:
     return df.withColumn("referrer_domain", F.nullif(host, F.lit("")))
 
 
-def agg_level1(day: DataFrame) -> DataFrame:
-    """One scan and one shuffle of the rows, grouped twice: per (distro, uri) and per combination
-    of the five small dimensions (thousands, not millions). Rolling those combinations up later
-    costs far less than expanding every row six ways."""
+def agg_combinations(day: DataFrame) -> DataFrame:
+    """The measures per combination of the small dimensions (thousands of rows, not millions):
+    each dimension's values are rolled up from them (agg_small_dimensions)."""
     if "c_country" not in day.columns:  # a cdn_logs made before standard logging v2 was read
         day = day.withColumn("c_country", F.lit(None).cast("string"))
     rows = day.select(
-        "distro", F.col("cs_uri_stem").alias("uri"), "referrer_domain",
-        F.col("x_edge_location").alias("edge_location"), "device_type", "os", "browser", "c_country",
-        "sc_bytes", "sc_status", "status_class", "x_edge_result_type", "x_edge_response_result_type",
+        "referrer_domain", F.col("x_edge_location").alias("edge_location"), "device_type", "os", "browser",
+        "c_country", "sc_bytes", "sc_status", "status_class", "x_edge_result_type", "x_edge_response_result_type",
     )  # fmt: skip
-    return rows.groupingSets([["distro", "uri"], _SMALL], "distro", "uri", *_SMALL).agg(
-        F.grouping("uri").alias("combination"), *measure_aggs()
-    )
+    return rows.groupBy(*_SMALL).agg(*measure_aggs())
 
 
-def agg_small_dimensions(level1: DataFrame) -> DataFrame:
+def agg_small_dimensions(combinations: DataFrame) -> DataFrame:
     """(dimension, value, measures) per value of each small dimension, from the combinations.
 
     Requests without a referrer domain or a country (legacy rows) are not listed under them.
@@ -65,17 +60,17 @@ def agg_small_dimensions(level1: DataFrame) -> DataFrame:
     dimension: Column = F.lit(None).cast("string")
     for name, (key, _) in SMALL_DIMENSIONS.items():
         dimension = F.when(F.grouping(key) == 0, F.lit(name)).otherwise(dimension)
-    rolled = level1.where(F.col("combination") == 1).groupingSets([[k] for k in _SMALL], *_SMALL)
+    rolled = combinations.groupingSets([[k] for k in _SMALL], *_SMALL)
     # Outside its own grouping set every key is NULL, so coalesce picks the grouped one.
     small = rolled.agg(dimension.alias("dimension"), *[F.sum(m).alias(m) for m in MEASURES])
     small = small.select("dimension", F.coalesce(*_SMALL).alias("value"), *MEASURES)
     return small.where(~F.col("dimension").isin("referrer", "country") | F.col("value").isNotNull())
 
 
-def top_objects_rows(level1: DataFrame, limit: int = TOP_OBJECTS) -> pd.DataFrame:
+def top_objects_rows(day: DataFrame, limit: int = TOP_OBJECTS) -> pd.DataFrame:
     """The `limit` objects with most requests (ties: distro, then uri), in rank order."""
     order = [F.col("request_count").desc(), F.col("distro").asc_nulls_first(), F.col("value").asc_nulls_last()]
-    objects = level1.where(F.col("combination") == 0).select("distro", F.col("uri").alias("value"), *MEASURES)
+    objects = day.groupBy("distro", F.col("cs_uri_stem").alias("value")).agg(*measure_aggs())
     rows = objects.orderBy(*order).limit(limit).collect()  # taken in order: no sort of every object
     return pd.DataFrame([r.asDict() for r in rows], columns=["distro", "value", *MEASURES])
 
@@ -120,16 +115,16 @@ def list_rows(objects: pd.DataFrame, small: pd.DataFrame) -> dict[str, pd.DataFr
 
 
 def top_list_rows(day: DataFrame) -> dict[str, pd.DataFrame]:
-    """Scan the report day's rows once (cached first level) and return the four lists' rows."""
-    from pyspark import StorageLevel
+    """The four lists' rows of the report day's rows: the objects and the small dimensions are two
+    queries side by side (one scan grouped two ways, cached, ran 1 s longer warm on 2 cores:
+    bench/RESULTS.md session 9)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    level1 = day.transform(with_referrer_domain).transform(agg_level1).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        small = level1.transform(agg_small_dimensions).toPandas()  # fills the cache
-        objects = top_objects_rows(level1)
-    finally:
-        level1.unpersist()
-    return list_rows(objects, small.astype({m: "int64" for m in MEASURES}))
+    day = day.transform(with_referrer_domain)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cdnlake-lists") as pool:
+        objects = pool.submit(top_objects_rows, day)
+        small = pool.submit(lambda: day.transform(agg_combinations).transform(agg_small_dimensions).toPandas())
+        return list_rows(objects.result(), small.result().astype({m: "int64" for m in MEASURES}))
 
 
 def _combined_fields() -> list[tuple[str, str]]:

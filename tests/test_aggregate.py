@@ -277,8 +277,8 @@ def test_top_lists_rank_without_unpartitioned_windows(spark: Any) -> None:
     counts = [("d1", "/b", "LAX1", 9), ("d2", "/c", "NRT57", 9), ("d1", "/a", "NRT57", 5)]
     rows = [log_row("2024-05-01 10:00:00", distro=d, uri=u, location=loc) for d, u, loc, n in counts for _ in range(n)]
     day = spark.createDataFrame(rows, CDN_LOGS_SCHEMA).transform(aggregate.with_referrer_domain)
-    level1 = day.transform(aggregate.agg_level1)
-    for frame in (level1, level1.transform(aggregate.agg_small_dimensions)):
+    combinations = day.transform(aggregate.agg_combinations)
+    for frame in (combinations, combinations.transform(aggregate.agg_small_dimensions)):
         plan = frame._jdf.queryExecution().executedPlan().toString()
         assert "Window" not in plan, plan
     tables = top_lists.top_list_rows(day)
