@@ -9,10 +9,11 @@ Tables (all rebuilt with replaceWhere, so a re-run or a late file replaces rows,
   report time zone, one `list` column telling them apart, with a 1-based rank; partitioned by
   report_date and report_tz. (Before session 7 a table per list; those are no longer written.)
 
-Two scans (the UTC dates per minute; the report day for the top lists), run side by side, return a
-few thousand rows to the driver, which rolls minutes up to hours and ranks the lists; the three
-tables are then written side by side. The run's time is then fixed cost (jobs, Delta commits: about five Spark jobs
-each, whatever the rows), not rows (bench/RESULTS.md), hence one table for the four lists.
+Three queries run side by side (the changed UTC dates per minute; the report day per object and
+per combination of its small dimensions, spark_jobs/top_lists.py) and return a few thousand rows to
+the driver, which rolls minutes up to hours and ranks the lists; the three tables are then written
+side by side. The stage's time is then fixed cost (jobs, Delta commits: about five Spark jobs each,
+whatever the rows), not rows (bench/RESULTS.md), hence one table for the four lists.
 """
 
 from __future__ import annotations
@@ -231,7 +232,7 @@ def run(spark: SparkSession, params: AggregateParams) -> dict[str, Any]:
     if not table_exists(spark, params.warehouse, "cdn_logs"):
         raise RuntimeError(f"cdn_logs does not exist under {params.warehouse}: run ingest first")
     logs = spark.read.format("delta").load(table_path(params.warehouse, "cdn_logs"))
-    # The two scans side by side: each spends seconds on the driver (planning, code generation,
+    # The scans side by side: each spends seconds on the driver (planning, code generation,
     # collecting, pandas) while the other's tasks use the cores (13.5 s vs 15.2 s, 2 runs each).
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cdnlake-scan") as pool:
         series = pool.submit(time_series_writes, logs, params)
