@@ -207,6 +207,17 @@ def test_hourly_statistics_on_s3_equal_duckdb_over_the_raw_files(s3: S3, day: di
     assert day["stats"]["dates"] == [D.isoformat()] and day["stats"]["rows"]["stats_hourly"] == 48
 
 
+def test_the_next_day_reads_the_statistics_digests_back_from_s3(s3: S3, spark: Any, day: dict[str, Any]) -> None:
+    """The statistics commits remember their cdn_logs files (spark_jobs/stats_sources.py): the next
+    day's run reads that back through s3a (written through s3://) and leaves D unscanned."""
+    nxt = (D + dt.timedelta(days=1)).isoformat()
+    args = aggregate.build_parser().parse_args(["--date", nxt, "--warehouse", f"s3a://{day['bucket']}/warehouse"])
+    result = aggregate.run(spark, args)
+    assert (result["dates"], result["unchanged"], sorted(result["raw_totals"])) == ([], [D.isoformat()], [nxt])
+    hourly = delta(s3.up, f"s3://{day['bucket']}/warehouse/stats_hourly").to_pandas()
+    assert len(hourly) == 48 and int(hourly["request_count"].sum()) == day["generated"].valid_lines
+
+
 def test_spark_reads_the_s3_tables_through_the_s3_scheme(spark: Any, day: dict[str, Any]) -> None:
     """fs.s3.impl maps s3:// to S3A (session.py), so plain s3:// paths work in Spark too."""
     logs = spark.read.format("delta").load(f"s3://{day['bucket']}/warehouse/cdn_logs")
