@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import args as job_args
 from spark_jobs import stats_sources, top_lists
-from spark_jobs.contract import TOP_LISTS_TABLE, partitions_predicate
+from spark_jobs.contract import TOP_LISTS_TABLE, partitions_predicate, report_window
 from spark_jobs.local_frames import local_frame
 from spark_jobs.measures import MEASURES, measure_aggs
 from spark_jobs.params import AggregateParams, check_zone
@@ -171,7 +171,7 @@ def dates_to_scan(spark: SparkSession, params: AggregateParams) -> tuple[list[dt
     params.date and params.dates changed (the run ingested them); D-2 and D-1 are rebuilt only when
     their cdn_logs partitions are not those their statistics were built from (spark_jobs/stats_sources.py)."""
     changed = {params.date, *(params.dates or ())}
-    wanted = sorted(changed | {params.date - dt.timedelta(days=n) for n in (1, 2)})
+    wanted = sorted(changed | set(report_window(params.date)))
     now = stats_sources.cdn_logs_digests(spark, params.warehouse, wanted, params.distributions)
     others = [d for d in wanted if d not in changed]
     remembered = stats_sources.remembered_digests(spark, params.warehouse) if others else {}

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from spark_jobs.commit_files import commit_info, latest_commit_lines, updated_snapshot
-from spark_jobs.contract import table_path
+from spark_jobs.contract import partitions_predicate, table_path
 
 # Part of every digest: a change to a measure's rule then rebuilds every date once.
 STATS_VERSION = "1"
@@ -50,24 +50,19 @@ def digests_of(files: Iterable[tuple[str, str, str, str]]) -> Digests:
     }
 
 
-def _sql_list(values: Iterable[str]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
-
 def cdn_logs_digests(spark: Any, warehouse: str, dates: Sequence[dt.date], distros: Sequence[str] | None) -> Digests:
     """Digests of cdn_logs' partitions of `dates` (and `distros`) now, from the table's snapshot:
-    a query of Delta's file list, the same one a scan plans with (the values are validated)."""
+    a query of Delta's file list, the same one a scan plans with, filtered by the partitions'
+    shared predicate (validated values only)."""
+    from pyspark.sql import DataFrame
+
     snapshot = updated_snapshot(spark, table_path(warehouse, "cdn_logs"))
     if snapshot is None:
         return {}
-    condition = f"partitionValues['dt'] IN ({_sql_list(d.isoformat() for d in dates)})"
-    if distros:
-        condition += f" AND partitionValues['distro'] IN ({_sql_list(distros)})"
-    from pyspark.sql import DataFrame
-
-    files = DataFrame(snapshot.allFiles().toDF(), spark).where(condition)
-    rows = files.selectExpr("partitionValues['distro']", "partitionValues['dt']", "path",
-                            "coalesce(to_json(deletionVector), '')").collect()  # fmt: skip
+    files = DataFrame(snapshot.allFiles().toDF(), spark).selectExpr(
+        "partitionValues['distro'] AS distro", "partitionValues['dt'] AS dt", "path",
+        "coalesce(to_json(deletionVector), '') AS deletion_vector")  # fmt: skip
+    rows = files.where(partitions_predicate(dict.fromkeys(dates, distros))).collect()
     return digests_of(tuple(r) for r in rows)
 
 
@@ -102,6 +97,7 @@ def unchanged_dates(candidates: Iterable[dt.date], now: Digests, remembered: Dig
     by_date: dict[str, list[str]] = defaultdict(list)
     for key in now:
         by_date[_distro_and_date(key)[1]].append(key)
+
     def unchanged(keys: list[str]) -> bool:
         return bool(keys) and all(remembered.get(k) == now[k] for k in keys)
 
